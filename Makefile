@@ -1,0 +1,68 @@
+# sglang_rocm.fleet: every gate CI runs is `make test`; `make unit` is the fast inner loop.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+BIN     := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build
+export PYTHONDONTWRITEBYTECODE := 1
+GATE    := tests/scripts/gate.sh
+
+# Debian packages the toolchain and the simulated fleet need on a fresh machine.
+DEB_PACKAGES := docker.io docker-registry openssh-server debootstrap iproute2 iptables \
+	python3-requests procps psmisc openssl
+
+.PHONY: help deps venv collection-link unit lint sanity argspecs integration test clean
+
+help:
+	@echo "make test    everything CI runs (deps, venv, lint, sanity, unit, integration on a simulated fleet)"
+	@echo "make unit    fast unit tests (seconds)"
+	@echo "make lint    yamllint + ansible-lint (production profile) + argument_specs/defaults check"
+	@echo "make sanity  ansible-test sanity from a temporary ansible_collections tree"
+	@echo "make clean   remove the venv, build links and generated test output"
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "Debian packages present"; fi
+
+$(VENV)/.stamp: requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+collection-link:
+	@mkdir -p .build/ansible_collections/sglang_rocm
+	@ln -sfn $(CURDIR) .build/ansible_collections/sglang_rocm/fleet
+
+unit: venv collection-link
+	$(BIN)/pytest -q tests/unit
+
+argspecs: venv
+	$(PY) tests/scripts/check_argspecs.py
+
+lint: venv collection-link argspecs
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production
+
+sanity: venv
+	tests/scripts/sanity.sh
+
+test: deps venv collection-link
+	@start=$$(date +%s); \
+	$(GATE) lint $(MAKE) --no-print-directory lint; \
+	$(GATE) sanity $(MAKE) --no-print-directory sanity; \
+	$(GATE) unit $(MAKE) --no-print-directory unit; \
+	echo "== make test: all gates passed in $$(( $$(date +%s) - start ))s"
+
+clean:
+	rm -rf $(VENV) .build .pytest_cache tests/output
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
