@@ -15,13 +15,17 @@ GATE    := tests/scripts/gate.sh
 DEB_PACKAGES := docker.io docker-registry openssh-server debootstrap iproute2 iptables \
 	python3-requests procps psmisc openssl
 
-.PHONY: help deps venv collection-link unit lint sanity argspecs integration test clean
+GATES := lint sanity build unit integration
+
+.PHONY: help deps venv collection-link unit lint sanity argspecs build integration test clean
 
 help:
 	@echo "make test    everything CI runs (deps, venv, lint, sanity, unit, integration on a simulated fleet)"
 	@echo "make unit    fast unit tests (seconds)"
 	@echo "make lint    yamllint + ansible-lint (production profile) + argument_specs/defaults check"
 	@echo "make sanity  ansible-test sanity from a temporary ansible_collections tree"
+	@echo "make build   ansible-galaxy collection build, checked for generated artefacts"
+	@echo "make integration  the simulated AMD fleet: stand-in image, molecule scenarios (root)"
 	@echo "make clean   remove the venv, build links and generated test output"
 
 deps:
@@ -56,12 +60,20 @@ lint: venv collection-link argspecs
 sanity: venv
 	tests/scripts/sanity.sh
 
+build: venv
+	tests/scripts/build_check.sh
+
+# Needs root: network namespaces, dockerds and an image build (see tests/simfleet).
+integration: deps venv collection-link
+	tests/scripts/integration.sh
+
+# Every gate runs even when an earlier one fails, so one run shows every problem.
 test: deps venv collection-link
-	@start=$$(date +%s); \
-	$(GATE) lint $(MAKE) --no-print-directory lint; \
-	$(GATE) sanity $(MAKE) --no-print-directory sanity; \
-	$(GATE) unit $(MAKE) --no-print-directory unit; \
-	echo "== make test: all gates passed in $$(( $$(date +%s) - start ))s"
+	@start=$$(date +%s); failed=""; \
+	for gate in $(GATES); do $(GATE) $$gate $(MAKE) --no-print-directory $$gate || failed="$$failed $$gate"; done; \
+	took=$$(( $$(date +%s) - start )); \
+	if [ -n "$$failed" ]; then echo "== make test: FAILED gates:$$failed (after $${took}s)"; exit 1; fi; \
+	echo "== make test: all gates passed in $${took}s"
 
 clean:
 	rm -rf $(VENV) .build .pytest_cache tests/output

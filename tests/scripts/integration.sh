@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Integration gate: build (or reuse) the stand-in image, bring up ONE simulated fleet, run
+# every molecule scenario and the image tests against it, and always tear everything down.
+#   integration.sh [SCENARIO...]     (default: every molecule/*/molecule.yml)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+venv=${VENV:-$top/.venv}
+export PATH="$venv/bin:$PATH"
+export PYTHONPATH="$top/tests${PYTHONPATH:+:$PYTHONPATH}"
+export ANSIBLE_COLLECTIONS_PATH="$top/.build"
+hosts=${SIMFLEET_HOSTS:-4}
+profiles=${SIMFLEET_PROFILES:-mi300x-8gpu,mi300x-8gpu,mi250-gfx90a,numa-balancing-on}
+
+engine_started=0
+bed_up=0
+cleanup() {
+  rc=$?
+  if [ "$bed_up" = 1 ]; then python -m simfleet down || rc=1; fi
+  if [ "$engine_started" = 1 ]; then tests/scripts/engine.sh stop || rc=1; fi
+  leftover=$(ip netns list 2>/dev/null | grep -c '^sf-' || true)
+  if [ "$leftover" != 0 ]; then echo "integration: $leftover simulated hosts left behind" >&2; rc=1; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+if ! tests/scripts/engine.sh status >/dev/null 2>&1; then
+  tests/scripts/engine.sh start
+  engine_started=1
+fi
+export DOCKER_HOST
+DOCKER_HOST=$(tests/scripts/engine.sh host)
+
+image=$(python tests/standin/build.py --docker-host "$DOCKER_HOST" | tail -n 1)
+export STANDIN_IMAGE=$image
+echo "integration: stand-in image $image"
+
+bed_up=1
+python -m simfleet up --hosts "$hosts" --profiles "$profiles" --image "$image"
+SIMFLEET_INVENTORY=$(python -m simfleet inventory --path)
+export SIMFLEET_INVENTORY
+
+pytest -q tests/integration
+
+if [ "$#" -gt 0 ]; then scenarios=("$@"); else
+  mapfile -t scenarios < <(for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done)
+fi
+failed=()
+for s in "${scenarios[@]}"; do
+  tests/scripts/gate.sh "molecule/$s" molecule test -s "$s" || failed+=("$s")
+done
+if [ "${#failed[@]}" -gt 0 ]; then echo "integration: failed scenarios: ${failed[*]}" >&2; exit 1; fi
