@@ -52,6 +52,7 @@ unit: venv collection-link
 
 argspecs: venv
 	$(PY) tests/scripts/check_argspecs.py
+	$(PY) tests/scripts/variables_doc.py --check
 
 lint: venv collection-link argspecs
 	$(BIN)/yamllint -s .
