@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Gate: every role's meta/argument_specs.yml and defaults/main.yml name the same variables,
 and every variable a role defines carries the collection's prefix.
 

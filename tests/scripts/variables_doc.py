@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Render the README's variables overview from every role's meta/argument_specs.yml.
 
     variables_doc.py --check   exit 1 when README.md's generated block is stale (a lint gate)

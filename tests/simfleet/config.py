@@ -1,0 +1,86 @@
+"""Fixed names and addresses of the bed, and where its files live."""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SUBNET = ipaddress.ip_network(os.environ.get("SIMFLEET_SUBNET", "10.213.77.0/24"))
+GATEWAY = str(SUBNET.network_address + 1)           # the bridge's address, where the registry listens
+FIRST_HOST = 11                                      # gpu01 is .11
+MAX_HOSTS = 99                                       # gpu01..gpu99
+BRIDGE = "sfbr0"
+NETNS_PREFIX = "sf-"
+RULE_TAG = "simfleet"                                # iptables comment on every rule the bed adds
+CGROUP_NAME = "simfleet"                             # cgroup subtree holding every process the bed starts
+
+REGISTRY_PORT = 5000
+REGISTRY_TLS_PORT = 5443
+REGISTRY = f"{GATEWAY}:{REGISTRY_PORT}"
+REGISTRY_TLS = f"{GATEWAY}:{REGISTRY_TLS_PORT}"
+IMAGE_REPOSITORY = "lmsysorg/sglang"                # the production repository name
+IMAGE_TAG = "v0.5.7-rocm700-mi30x"
+IMAGE = f"{REGISTRY}/{IMAGE_REPOSITORY}:{IMAGE_TAG}"
+REGISTRY_USER = "simfleet"
+
+ENGINE_HOST = os.environ.get("SIMFLEET_ENGINE_HOST", "unix:///run/sglang-fleet-engine/docker.sock")
+# certs.d is per machine, not per dockerd: every simulated dockerd reads this one.
+DOCKER_CERTS_DIR = Path("/etc/docker/certs.d")
+
+
+def host_name(index: int) -> str:
+    return f"gpu{index:02d}"
+
+
+def host_address(index: int) -> str:
+    return str(SUBNET.network_address + FIRST_HOST - 1 + index)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Bulky state under `state`, short socket/pid paths under `run`, survivors under `cache`."""
+
+    state: Path
+    run: Path
+    cache: Path
+
+    @classmethod
+    def from_env(cls) -> "Paths":
+        return cls(
+            state=Path(os.environ.get("SIMFLEET_STATE", "/var/lib/simfleet")),
+            # unix socket paths must stay under 108 bytes, hence a short fixed runtime dir
+            run=Path(os.environ.get("SIMFLEET_RUN", "/run/simfleet")),
+            cache=Path(os.environ.get("SGLANG_FLEET_CACHE", "/var/cache/sglang-rocm-fleet")),
+        )
+
+    @property
+    def bed_file(self) -> Path:
+        return self.state / "bed.json"
+
+    @property
+    def inventory(self) -> Path:
+        return self.state / "inventory.yml"
+
+    @property
+    def client_key(self) -> Path:
+        return self.state / "ssh" / "id_ed25519"
+
+    @property
+    def registry_state(self) -> Path:
+        return self.state / "registry"
+
+    @property
+    def registry_storage(self) -> Path:
+        # persistent, so a rerun's push only sends what changed
+        return self.cache / "registry"
+
+    @property
+    def control_path_dir(self) -> Path:
+        return self.run / "cp"
+
+    def host_state(self, name: str) -> Path:
+        return self.state / "hosts" / name
+
+    def host_run(self, name: str) -> Path:
+        return self.run / name

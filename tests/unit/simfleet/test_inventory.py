@@ -1,0 +1,88 @@
+"""The bed's inventory and CLI argument handling (no root, nothing started)."""
+import glob
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simfleet import cli, config, inventory, net
+from simfleet.config import Paths
+from simfleet.hosts import Host
+from simfleet.system import BedError
+
+ROOT = Path(__file__).resolve().parents[3]
+PATHS = Paths(state=Path("/var/lib/simfleet"), run=Path("/run/simfleet"), cache=Path("/var/cache/x"))
+
+
+def host_vars(auth=None):
+    hosts = [Host(1, "mi300x-8gpu"), Host(2, "no-kfd"), Host(3, "cpx-partition")]
+    inv = yaml.safe_load(inventory.render(inventory.build(PATHS, hosts, auth=auth)))
+    return inv["all"]["children"]["gpu_hosts"]
+
+
+def test_every_host_side_path_is_per_host():
+    group = host_vars()["hosts"]
+    assert list(group) == ["gpu01", "gpu02", "gpu03"]
+    per_host = ("sglang_docker_host", "simfleet_state_dir", "ansible_host", *inventory.HOST_PATHS)
+    for key in per_host:
+        values = [v[key] for v in group.values()]
+        assert len(set(values)) == len(values), key
+    gpu01 = group["gpu01"]
+    assert gpu01["ansible_host"] == "10.213.77.11"
+    assert gpu01["sglang_docker_host"] == "unix:///run/simfleet/gpu01/docker.sock"
+    assert gpu01["sglang_image"] == "10.213.77.1:5000/lmsysorg/sglang:v0.5.7-rocm700-mi30x"
+    assert gpu01["ansible_python_interpreter"] == "/usr/bin/python3"
+    assert "StrictHostKeyChecking=no" in gpu01["ansible_ssh_common_args"]
+    assert "ControlPath=/run/" in gpu01["ansible_ssh_common_args"]
+    assert gpu01["sglang_preflight_sysctl_file"].startswith("/var/lib/simfleet/hosts/gpu01/")
+    assert "sglang_container_registry_mirror" not in gpu01
+    assert group["gpu02"]["simfleet_profile"] == "no-kfd"
+
+
+def test_every_host_path_default_of_the_roles_is_overridden_per_host():
+    """A role default like /var/lib/sglang-rocm/... is one directory for all simulated hosts."""
+    group = host_vars()["hosts"]
+    absolute = {}
+    for defaults in glob.glob(str(ROOT / "roles/*/defaults/main.yml")):
+        for var, value in (yaml.safe_load(Path(defaults).read_text()) or {}).items():
+            if isinstance(value, str) and (value.startswith("/") or value.startswith("unix://")):
+                absolute[var] = os.path.relpath(defaults, ROOT)
+    missing = {var: where for var, where in absolute.items() if var not in group["gpu01"]}
+    assert not missing, f"add these host-side paths to simfleet.inventory.HOST_PATHS: {missing}"
+    for var in absolute:
+        assert group["gpu01"][var] != group["gpu02"][var], var
+
+
+def test_unix_socket_paths_fit_sun_path():
+    for index in (1, config.MAX_HOSTS):
+        sock = PATHS.host_run(config.host_name(index)) / "exec/containerd/containerd-debug.sock"
+        assert len(str(sock)) < 108
+
+
+def test_registry_auth_vars():
+    auth = {"username": "simfleet", "password_file": "/var/lib/simfleet/registry/password",
+            "ca_file": "/var/lib/simfleet/registry/tls/ca.crt"}
+    group = host_vars(auth)
+    assert group["hosts"]["gpu01"]["sglang_container_registry_username"] == "simfleet"
+    assert group["hosts"]["gpu01"]["simfleet_registry_password_file"] == auth["password_file"]
+    assert group["vars"]["simfleet_registry_tls"] == "10.213.77.1:5443"
+    assert "sglang_container_registry_username" not in host_vars()["hosts"]["gpu01"]
+
+
+def test_host_profiles_in_order_then_default():
+    assert cli.host_profiles(3, None, "no-kfd,cpx-partition") == ["no-kfd", "cpx-partition", "mi300x-8gpu"]
+    assert cli.host_profiles(None, None, "no-kfd,no-amdgpu") == ["no-kfd", "no-amdgpu"]
+    assert cli.host_profiles(2, "mi300x-4gpu", None) == ["mi300x-4gpu", "mi300x-4gpu"]
+
+
+@pytest.mark.parametrize("args", [(0, None, None), (100, None, None), (1, None, "no-kfd,no-kfd"),
+                                  (1, "nope", None)])
+def test_host_profiles_rejects_bad_input(args):
+    with pytest.raises((BedError, ValueError)):
+        cli.host_profiles(*args)
+
+
+def test_only_tagged_rules_are_ours():
+    assert net._has_tag(["-A", "FORWARD", "-i", "sfbr0", "-m", "comment", "--comment", "simfleet", "-j", "ACCEPT"])
+    assert not net._has_tag(["-A", "FORWARD", "-m", "comment", "--comment", "simfleet-other", "-j", "ACCEPT"])
