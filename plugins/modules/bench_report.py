@@ -1,0 +1,306 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: sglang_rocm.fleet contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: bench_report
+short_description: Aggregate sglang_bench results of a whole fleet, compare them with a baseline and render reports
+version_added: 0.1.0
+description:
+  - Runs on the controller, once per play. Takes the tier records that
+    M(sglang_rocm.fleet.sglang_bench) returned on every host, the hosts that failed an earlier
+    stage and each host's image digest, and writes C(fleet_report.json), C(fleet_report.csv),
+    C(fleet_report.md) and a self-contained C(fleet_report.html) (inline SVG charts, no script,
+    opens from disk with no network) to O(output_dir).
+  - Every targeted host is listed, including hosts that failed an earlier stage (with that stage,
+    its status and error) and hosts that returned no records.
+  - Fleet median, minimum and maximum are computed per tier and metric.
+  - With a O(baseline) file, each host and tier is compared with the baseline's tier of the same
+    name. Output throughput (lower is worse) and median TPOT (higher is worse) are gated with
+    per-metric O(tolerances); P99 figures and mean TTFT are reported but never gated. A host-tier
+    whose workload (tier spec, or token totals beyond O(token_tolerance)) differs from the
+    baseline's is marked C(not_comparable) instead of failed.
+  - A host whose output throughput in a tier is below the fleet median by more than
+    O(outlier_tolerance) is flagged as an outlier, judged only with at least O(outlier_min_hosts)
+    measured hosts.
+  - An image digest that differs from the fleet majority is flagged.
+  - The verdict is V(regression) when there is any violation (baseline gate, outlier, failed
+    requests), else V(incomplete) when a host or tier has no result, else V(pass); every
+    violation names host, tier, metric, observed and allowed value.
+author:
+  - sglang_rocm.fleet contributors (!UNKNOWN)
+options:
+  output_dir:
+    description: Directory for the four report files, normally C(<sglang_results_dir>/<sglang_run_id>).
+    type: path
+    required: true
+  hosts:
+    description: Every targeted host, in report order (for example C(ansible_play_hosts_all)).
+    type: list
+    elements: str
+    required: true
+  records:
+    description:
+      - Host name to that host's sglang_bench records, or to its whole registered sglang_bench
+        result (its C(records) are used).
+      - Hosts missing here are reported as having no benchmark records.
+    type: dict
+    default: {}
+  host_status:
+    description:
+      - Host name to C({stage, status, error}) for hosts that failed an earlier stage; entries
+        whose status is V(ok) are ignored.
+    type: dict
+    default: {}
+  image_digests:
+    description: Host name to the image digest its container runs.
+    type: dict
+    default: {}
+  baseline:
+    description:
+      - Baseline JSON file to compare with (the collection ships the recipe's MI300X TP 4 figures
+        as C(roles/benchmark/files/baseline_mi300x_tp4.json)).
+      - A file that does not parse fails the task with the line and column.
+    type: path
+  tolerances:
+    description:
+      - Per-metric tolerances as fractions, merged over the defaults (V(0.10) for
+        C(output_throughput) and V(0.10) for C(median_tpot_ms)); V(null) switches a gate off.
+      - Gateable metrics are throughputs (C(output_throughput), C(total_throughput),
+        C(request_throughput), C(input_throughput); lower is worse) and means or medians of TPOT,
+        TTFT, ITL and end-to-end latency (higher is worse). P99 metrics are refused.
+    type: dict
+    default: {}
+  token_tolerance:
+    description:
+      - Largest relative difference of C(total_input_tokens) or C(total_output_tokens) from the
+        baseline's for a host-tier to count as the same workload.
+    type: float
+    default: 0.01
+  outlier_tolerance:
+    description: A host is an outlier in a tier when its output throughput is below the fleet median times (1 - this).
+    type: float
+    default: 0.15
+  outlier_min_hosts:
+    description: Fewest measured hosts in a tier for outliers to be judged.
+    type: int
+    default: 3
+  fail_on_regression:
+    description: Fail the task, after writing the reports, when the verdict is V(regression), listing every violation.
+    type: bool
+    default: false
+  store_as_baseline:
+    description:
+      - Also write this run as a baseline file at this path (fleet median of every metric per tier
+        over the hosts whose tier finished cleanly), after comparing with O(baseline).
+    type: path
+  run_id:
+    description: Identifier of the run.
+    type: str
+    required: true
+  started:
+    description: When the run started (ISO 8601).
+    type: str
+  finished:
+    description: When the run finished (ISO 8601).
+    type: str
+  collection_version:
+    description: Version of sglang_rocm.fleet that ran.
+    type: str
+  image:
+    description: SGLang image reference the fleet was deployed with.
+    type: str
+  model:
+    description: Model served.
+    type: str
+  tp_size:
+    description: Tensor parallel size of the servers.
+    type: int
+  notes:
+    description: Free-form lines shown at the top of every report (for example that tiers were scaled down).
+    type: list
+    elements: str
+    default: []
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: In check mode the report is computed and returned but no file is written.
+  diff_mode:
+    support: none
+  idempotent:
+    description: Whether a second run with the same arguments reports no change.
+    support: none
+    details: The report files are rewritten on every run.
+  platform:
+    platforms: posix
+seealso:
+  - module: sglang_rocm.fleet.sglang_bench
+"""
+
+EXAMPLES = r"""
+- name: Fleet report against the recipe's reference figures
+  sglang_rocm.fleet.bench_report:
+    output_dir: "{{ sglang_results_dir }}/{{ sglang_run_id }}"
+    hosts: "{{ ansible_play_hosts_all }}"
+    records: "{{ _bench_records }}"          # host -> registered sglang_bench result
+    host_status: "{{ _stage_failures }}"     # host -> {stage, status, error}
+    image_digests: "{{ _image_digests }}"
+    baseline: "{{ role_path }}/files/baseline_mi300x_tp4.json"
+    tolerances:
+      output_throughput: 0.05
+    fail_on_regression: true
+    run_id: "{{ sglang_run_id }}"
+    model: "{{ sglang_model_path }}"
+    image: "{{ sglang_image }}"
+    tp_size: "{{ sglang_tp_size }}"
+  run_once: true
+  delegate_to: localhost
+
+- name: Store this run as the fleet's new baseline
+  sglang_rocm.fleet.bench_report:
+    output_dir: /srv/results/{{ sglang_run_id }}
+    hosts: "{{ ansible_play_hosts_all }}"
+    records: "{{ _bench_records }}"
+    run_id: "{{ sglang_run_id }}"
+    store_as_baseline: /srv/results/baseline.json
+  run_once: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+verdict:
+  description: V(pass), V(regression) or V(incomplete).
+  returned: always
+  type: str
+  sample: regression
+summary:
+  description: One line naming the verdict and the hosts concerned.
+  returned: always
+  type: str
+  sample: "REGRESSION: 1 violation(s) on gpu-03"
+violations:
+  description: Every violation with kind (V(baseline), V(outlier), V(failed_requests)), host, tier, metric, observed, allowed and a message.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - kind: outlier
+      host: gpu-03
+      tier: medium
+      metric: output_throughput
+      observed: 901.2
+      allowed: 1105.31
+      reference: 1300.37
+      message: "gpu-03 / medium / output_throughput: observed 901.20, allowed at least 1105.31 (fleet median 1300.37, outlier tolerance 15%)"
+incomplete:
+  description: Hosts and tiers without results, with stage, status and error.
+  returned: always
+  type: list
+  elements: str
+  sample: ["gpu-04: server failed: health check timed out after 1800 s"]
+paths:
+  description: Paths of the report files (not written in check mode).
+  returned: always
+  type: dict
+  sample:
+    json: /srv/results/r1/fleet_report.json
+    csv: /srv/results/r1/fleet_report.csv
+    markdown: /srv/results/r1/fleet_report.md
+    html: /srv/results/r1/fleet_report.html
+baseline_path:
+  description: Path of the baseline written by O(store_as_baseline), else null.
+  returned: always
+  type: str
+  sample: /srv/results/baseline.json
+report:
+  description: The report document written to C(fleet_report.json) (schema_version 1).
+  returned: always
+  type: dict
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._report import (
+    ReportError,
+    baseline_from_report,
+    build_report,
+    load_baseline,
+    write_report,
+)
+
+
+def argument_spec():
+    return dict(
+        output_dir=dict(type="path", required=True),
+        hosts=dict(type="list", elements="str", required=True),
+        records=dict(type="dict", default={}),
+        host_status=dict(type="dict", default={}),
+        image_digests=dict(type="dict", default={}),
+        baseline=dict(type="path"),
+        tolerances=dict(type="dict", default={}),
+        token_tolerance=dict(type="float", default=0.01, no_log=False),
+        outlier_tolerance=dict(type="float", default=0.15),
+        outlier_min_hosts=dict(type="int", default=3),
+        fail_on_regression=dict(type="bool", default=False),
+        store_as_baseline=dict(type="path"),
+        run_id=dict(type="str", required=True),
+        started=dict(type="str"),
+        finished=dict(type="str"),
+        collection_version=dict(type="str"),
+        image=dict(type="str"),
+        model=dict(type="str"),
+        tp_size=dict(type="int"),
+        notes=dict(type="list", elements="str", default=[]),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    for name in ("token_tolerance", "outlier_tolerance"):
+        if not 0.0 <= p[name] < 1.0:
+            module.fail_json(msg="%s must be a fraction in [0, 1), got %s" % (name, p[name]))
+    run = {k: p[k] for k in ("run_id", "started", "finished", "collection_version", "image",
+                             "model", "tp_size", "notes")}
+    try:
+        baseline = load_baseline(p["baseline"]) if p["baseline"] else None
+        report = build_report(
+            p["hosts"], p["records"], host_status=p["host_status"],
+            image_digests=p["image_digests"], baseline=baseline, baseline_path=p["baseline"],
+            tolerances=p["tolerances"], token_tolerance=p["token_tolerance"],
+            outlier_tolerance=p["outlier_tolerance"], outlier_min_hosts=p["outlier_min_hosts"],
+            run=run)
+        new_baseline = baseline_from_report(report) if p["store_as_baseline"] else None
+    except ReportError as exc:
+        module.fail_json(msg=str(exc))
+
+    paths = {k: os.path.join(p["output_dir"], "fleet_report." + ext) for k, ext in
+             (("json", "json"), ("csv", "csv"), ("markdown", "md"), ("html", "html"))}
+    if not module.check_mode:
+        paths = write_report(report, p["output_dir"])
+        if new_baseline is not None:
+            directory = os.path.dirname(p["store_as_baseline"])
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            with open(p["store_as_baseline"], "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(new_baseline, indent=2) + "\n")
+    verdict = report["verdict"]
+    result = dict(changed=True, verdict=verdict["status"], summary=verdict["summary"],
+                  violations=report["violations"], incomplete=verdict["incomplete"], paths=paths,
+                  baseline_path=p["store_as_baseline"], report=report)
+    if p["fail_on_regression"] and verdict["status"] == "regression":
+        module.fail_json(msg="%s: %s" % (verdict["summary"], "; ".join(verdict["violations"])),
+                         **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

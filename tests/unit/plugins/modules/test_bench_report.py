@@ -1,0 +1,128 @@
+"""bench_report: the real main() with injected args, writing into a temporary directory."""
+
+import json
+import os
+
+import pytest
+from unittest import mock
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _bench
+from ansible_collections.sglang_rocm.fleet.plugins.modules import bench_report
+
+HERE = os.path.dirname(__file__)
+FIXTURES = os.path.join(HERE, "..", "..", "fixtures", "bench")
+BASELINE = os.path.normpath(os.path.join(HERE, "..", "..", "..", "..", "roles", "benchmark",
+                                         "files", "baseline_mi300x_tp4.json"))
+HOSTS = ["gpu-01", "gpu-02", "gpu-03"]
+
+
+def records(tpot_factor=1.0, throughput_factor=1.0):
+    out = []
+    for name, n, c in (("low", 10, 1), ("medium", 80, 16), ("high", 500, 100)):
+        spec = _bench.validate_tiers([{"name": name, "num_prompts": n, "max_concurrency": c}])[0]
+        with open(os.path.join(FIXTURES, "stdout_0.5.7_%s.txt" % name), encoding="utf-8") as fh:
+            rec = _bench.build_record(spec, 0, 60.0, stdout=fh.read())
+        rec["metrics"]["median_tpot_ms"] = round(rec["metrics"]["median_tpot_ms"] * tpot_factor, 2)
+        rec["metrics"]["output_throughput"] = round(
+            rec["metrics"]["output_throughput"] * throughput_factor, 2)
+        out.append(rec)
+    return out
+
+
+def run_module(args, check_mode=False):
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args), mock.patch("sys.stdout.write") as out, \
+            pytest.raises(SystemExit) as exc:
+        bench_report.main()
+    result = json.loads("".join(call.args[0] for call in out.call_args_list))
+    result["_rc"] = exc.value.code
+    return result
+
+
+def base_args(tmp_path, **extra):
+    args = {"output_dir": str(tmp_path / "r1"), "hosts": HOSTS, "run_id": "r1",
+            "records": {h: {"records": records(), "changed": True} for h in HOSTS},
+            "image_digests": dict.fromkeys(HOSTS, "sha256:aaa"), "baseline": BASELINE,
+            "model": "moonshotai/Kimi-Linear-48B-A3B-Instruct", "tp_size": "4"}
+    args.update(extra)
+    return args
+
+
+def test_pass_writes_four_files(tmp_path):
+    result = run_module(base_args(tmp_path))
+    assert result["_rc"] == 0 and result["changed"] is True
+    assert result["verdict"] == "pass"
+    assert sorted(os.listdir(tmp_path / "r1")) == ["fleet_report.csv", "fleet_report.html",
+                                                   "fleet_report.json", "fleet_report.md"]
+    data = json.loads((tmp_path / "r1" / "fleet_report.json").read_text())
+    assert data["run"]["tp_size"] == 4 and data["baseline"]["status"] == "compared"
+    assert result["paths"]["html"] == str(tmp_path / "r1" / "fleet_report.html")
+
+
+def test_fail_on_regression_lists_every_violation(tmp_path):
+    recs = {h: records() for h in HOSTS}
+    recs["gpu-02"] = records(tpot_factor=2.0)
+    result = run_module(base_args(tmp_path, records=recs, fail_on_regression=True))
+    assert result["_rc"] == 1 and result["failed"] is True
+    assert result["verdict"] == "regression"
+    assert result["msg"] == (
+        "REGRESSION: 3 violation(s) on gpu-02: "
+        "gpu-02 / low / median_tpot_ms: observed 10.66, allowed at most 5.86 "
+        "(baseline 5.33, tolerance 10%); "
+        "gpu-02 / medium / median_tpot_ms: observed 21.74, allowed at most 11.96 "
+        "(baseline 10.87, tolerance 10%); "
+        "gpu-02 / high / median_tpot_ms: observed 62.56, allowed at most 34.41 "
+        "(baseline 31.28, tolerance 10%)")
+    assert (tmp_path / "r1" / "fleet_report.html").exists()  # reports are written first
+
+
+def test_regression_without_fail_on_regression_returns_ok(tmp_path):
+    recs = {h: records() for h in HOSTS}
+    recs["gpu-03"] = records(throughput_factor=0.5)
+    result = run_module(base_args(tmp_path, records=recs, baseline=None))
+    assert result["_rc"] == 0 and result["verdict"] == "regression"
+    assert {v["kind"] for v in result["violations"]} == {"outlier"}
+    assert {v["host"] for v in result["violations"]} == {"gpu-03"}
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    result = run_module(base_args(tmp_path, store_as_baseline=str(tmp_path / "b.json")),
+                        check_mode=True)
+    assert result["_rc"] == 0 and result["verdict"] == "pass"
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "b.json").exists()
+
+
+def test_bad_baseline_names_the_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "tiers": {\n    "low": {"metrics": {"output_throughput": 1}}\n  ,}\n}\n')
+    result = run_module(base_args(tmp_path, baseline=str(bad)))
+    assert result["_rc"] == 1
+    assert result["msg"].startswith("baseline file %s does not parse as JSON at line 4 column 4"
+                                    % bad)
+    assert not (tmp_path / "r1").exists()
+
+
+def test_store_as_baseline_then_gate_on_it(tmp_path):
+    stored = tmp_path / "baselines" / "fleet.json"
+    result = run_module(base_args(tmp_path, store_as_baseline=str(stored)))
+    assert result["_rc"] == 0 and result["baseline_path"] == str(stored)
+    doc = json.loads(stored.read_text())
+    assert doc["tiers"]["medium"]["metrics"]["median_tpot_ms"] == 10.87
+    assert doc["environment"] == {"model": "moonshotai/Kimi-Linear-48B-A3B-Instruct", "tp_size": 4}
+    recs = {h: records() for h in HOSTS}
+    recs["gpu-01"] = records(tpot_factor=2.0)
+    result = run_module(base_args(tmp_path / "rerun", records=recs, baseline=str(stored),
+                                  fail_on_regression=True))
+    assert result["_rc"] == 1
+    assert "gpu-01 / medium / median_tpot_ms: observed 21.74, allowed at most 11.96" in result["msg"]
+
+
+def test_bad_tolerance_is_refused(tmp_path):
+    result = run_module(base_args(tmp_path, tolerances={"p99_itl_ms": 0.2}))
+    assert result["_rc"] == 1 and "p99_itl_ms is report-only" in result["msg"]
+    result = run_module(base_args(tmp_path, outlier_tolerance=1.5))
+    assert result["_rc"] == 1
+    assert result["msg"] == "outlier_tolerance must be a fraction in [0, 1), got 1.5"
