@@ -1,0 +1,178 @@
+"""The in-container agent, run for real on this machine exactly as docker exec would run it
+(``python3 -`` with the module's stdin), against a small fake server with worker processes.
+
+These tests start real processes (each one lasts well under a second of real time); everything
+they start is stopped by the agent itself or, on failure, by the fixture's cleanup.
+"""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _server_helper
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._server import helper_stdin
+
+KEY = "sk-helper-test-1234"
+
+FAKE_SERVER = r'''
+import os, signal, subprocess, sys, time
+config = sys.argv[sys.argv.index("--config") + 1] if "--config" in sys.argv else None
+print("args", sys.argv[1:])
+print("server_args=ServerArgs(api_key=%r)" % (open(config).read().split(": ", 1)[1].strip()[1:-1] if config else None))
+print("marker", os.environ.get("SGLANG_FLEET_SERVER_DIR"), "knob", os.environ.get("KNOB"))
+os.setpgrp()  # like the stand-in: workers in the server's own group, not the supervisor's
+worker = "import signal, time\nif %r: signal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)"
+for _ in range(2):
+    subprocess.Popen([sys.executable, "-c", worker % bool(os.environ.get("STUBBORN"))])
+print("loaded")
+if os.environ.get("CRASH"):
+    print("RuntimeError: Initialization failed.")
+    sys.exit(3)
+time.sleep(60)
+'''
+
+
+def agent(payload):
+    proc = subprocess.run([sys.executable, "-", payload["op"]], input=helper_stdin(payload),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.stderr == ""
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def wait_for(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met within %ss" % seconds)
+
+
+@pytest.fixture
+def box(tmp_path):
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER)
+    base = {"state_dir": str(tmp_path / "state"), "log_path": str(tmp_path / "log" / "server.log")}
+    argv = [sys.executable, str(script), "--model-path", "/m;x y", "--config", str(tmp_path / "state" / "config.yaml")]
+    yield base, argv
+    agent(dict(base, op="stop", stop_timeout=1))
+
+
+def launch(base, argv, **extra):
+    payload = dict(base, op="launch", argv=argv, env={"KNOB": "on"}, api_key=KEY,
+                   spec={"hash": "h1", "command": "cmd"})
+    payload.update(extra)
+    return agent(payload)
+
+
+def log_text(base):
+    with open(base["log_path"]) as handle:
+        return handle.read()
+
+
+def test_launch_status_stop_round_trip(box):
+    base, argv = box
+    rc, launched = launch(base, argv)
+    assert rc == 0 and set(launched) == {"pid", "supervisor_pid", "pgid", "launched_at"}
+    assert launched["pgid"] == launched["supervisor_pid"] != launched["pid"]
+    wait_for(lambda: "loaded" in log_text(base))
+
+    rc, status = agent(dict(base, op="status", log_lines=5))
+    assert rc == 0
+    assert status["present"] and status["alive"] and status["pid"] == launched["pid"]
+    assert status["spec"] == {"hash": "h1", "command": "cmd"} and status["rc"] is None
+    assert status["log_tail"] == []  # alive: no tail unless asked
+    members = [member[0] for member in status["members"]]
+    assert launched["supervisor_pid"] in members and launched["pid"] in members
+    assert len(members) == 4  # supervisor, server and two workers that left the group
+
+    config = os.path.join(base["state_dir"], "config.yaml")
+    assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(base["state_dir"]).st_mode) == 0o700
+    with open(config) as handle:
+        assert handle.read() == 'api-key: "%s"\n' % KEY
+    log = log_text(base)
+    assert "args ['--model-path', '/m;x y', '--config', " in log
+    assert "server_args=ServerArgs(api_key='********')" in log and KEY not in log
+    assert "marker %s knob on" % base["state_dir"] in log
+
+    rc, stopped = agent(dict(base, op="stop", stop_timeout=5))
+    assert rc == 0 and stopped["was_running"]
+    assert sorted(member[0] for member in stopped["signalled"]) == sorted(members)
+    assert stopped["killed"] == [] and stopped["remaining"] == []
+    assert stopped["rc"]["rc"] == -signal.SIGTERM
+    assert sorted(os.listdir(base["state_dir"])) == ["rc.json"]  # key file gone with the server
+    for pid in members:
+        assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split(") ")[1][0] == "Z"
+
+    rc, status = agent(dict(base, op="status", log_lines=2))
+    assert (status["present"], status["alive"], status["members"]) == (False, False, [])
+    assert status["log_tail"] == ["marker %s knob on" % base["state_dir"], "loaded"]
+
+
+def test_exit_status_is_recorded_at_once_although_workers_keep_the_output_open(box):
+    base, argv = box
+    launch(base, argv, env={"CRASH": "1"})
+    started = time.monotonic()
+
+    def exited():
+        status = agent(dict(base, op="status", log_lines=2))[1]
+        return status if status["rc"] else None
+
+    status = wait_for(exited)
+    assert time.monotonic() - started < 5
+    assert status["alive"] is False and status["rc"]["rc"] == 3
+    assert status["log_tail"] == ["loaded", "RuntimeError: Initialization failed."]
+    assert len(status["members"]) == 3  # supervisor and the two orphaned workers, still to be stopped
+    rc, stopped = agent(dict(base, op="stop", stop_timeout=5))
+    assert stopped["remaining"] == [] and len(stopped["signalled"]) == 3
+
+
+def test_stop_escalates_to_sigkill_and_confirms_nothing_is_left(box):
+    base, argv = box
+    launched = launch(base, argv, env={"STUBBORN": "1"})[1]
+    wait_for(lambda: "loaded" in log_text(base))
+    rc, stopped = agent(dict(base, op="stop", stop_timeout=0.5))
+    assert rc == 0
+    # the two workers ignore SIGTERM, and the supervisor waits for their end of the log pipe
+    killed = [member[0] for member in stopped["killed"]]
+    assert len(killed) == 3 and launched["supervisor_pid"] in killed and launched["pid"] not in killed
+    assert stopped["remaining"] == []
+
+
+def test_launch_refuses_while_a_server_runs_and_rotates_the_log(box):
+    base, argv = box
+    launch(base, argv)
+    wait_for(lambda: "loaded" in log_text(base))
+    rc, answer = launch(base, argv)
+    assert rc == 1 and answer["error"].startswith("a server started from %s is still running (pids " % base["state_dir"])
+    agent(dict(base, op="stop", stop_timeout=5))
+    launch(base, argv)
+    wait_for(lambda: "loaded" in log_text(base))
+    assert "loaded" in open(base["log_path"] + ".1").read()
+
+
+def test_a_missing_interpreter_is_reported_and_recorded(box):
+    base = box[0]
+    rc, answer = launch(base, ["/nonexistent/python3", "-m", "sglang.launch_server"])
+    assert rc == 1 and answer["error"].startswith("cannot start /nonexistent/python3: ")
+    with open(os.path.join(base["state_dir"], "rc.json")) as handle:
+        assert json.load(handle)["rc"] == 127
+
+
+def test_tail_and_secret_variants(tmp_path):
+    path = tmp_path / "log"
+    path.write_bytes(b"".join(b"line %d\n" % i for i in range(5000)) + b"caf\xc3\xa9 \xff")
+    assert _server_helper.tail(str(path), 3) == ["line 4998", "line 4999", "caf\u00e9 \ufffd"]
+    assert _server_helper.tail(str(tmp_path / "missing"), 3) == []
+    assert _server_helper.secret_variants("a'b\"c") == [b"a'b\\\"c", b"a\\'b\"c", b"a'b\"c"]
+    line = b"raw=a'b\"c repr='a\\'b\"c' json=\"a'b\\\"c\""
+    assert _server_helper.scrub(line, _server_helper.secret_variants("a'b\"c")) == \
+        b"raw=******** repr='********' json=\"********\""

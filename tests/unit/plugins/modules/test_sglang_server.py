@@ -1,0 +1,446 @@
+"""sglang_server: the real main() with injected args. Only the boundary is mocked: the docker
+CLI (AnsibleModule.run_command), the urllib opener, /proc port lookups and time."""
+
+import base64
+import collections
+import io
+import json
+import re
+import urllib.error
+from unittest import mock
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _server
+from ansible_collections.sglang_rocm.fleet.plugins.modules import sglang_server
+
+DOCKER = "/usr/bin/docker"
+KEY = "sk-unit-secret-42"
+BASE = ["/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec", "-i", "Kimi-linear", "python3", "-"]
+
+
+def args(**extra):
+    base = {"container": "Kimi-linear", "model_path": "moonshotai/Kimi-Linear-48B-A3B-Instruct", "tp_size": 4,
+            "trust_remote_code": True, "enable_metrics": True, "env": {"SGLANG_ROCM_FUSED_DECODE_MLA": "0"}}
+    base.update(extra)
+    return base
+
+
+def wanted(module_args):
+    """The spec the module will compute for these args (to fake a server already running it)."""
+    spec = dict(sglang_server.argument_spec())
+    params = {name: option.get("default") for name, option in spec.items()}
+    params.update(module_args)
+    argv = _server.build_argv(params)
+    env = _server.launch_env(params["env"])
+    return {"hash": _server.spec_hash(argv, env, params.get("api_key"), params["log_path"]),
+            "command": _server.command_line(argv), "env": env}
+
+
+def running(spec, pid=4242):
+    return {"present": True, "alive": True, "pid": pid, "supervisor_pid": pid - 1, "pgid": pid - 1, "rc": None,
+            "spec": spec, "members": [[pid - 1, "python3"], [pid, "python3"], [pid + 1, "python3"]], "log_tail": []}
+
+
+ABSENT = {"present": False, "alive": False, "rc": None, "spec": None, "members": [], "log_tail": []}
+LAUNCHED = {"pid": 5151, "supervisor_pid": 5150, "pgid": 5150, "launched_at": 1.7e9}
+STOPPED = {"was_running": True, "signalled": [[4241, "python3"], [4242, "python3"], [4243, "python3"]],
+           "killed": [], "remaining": [], "waited": 1.2, "rc": {"rc": -15}}
+
+
+Request = collections.namedtuple("Request", "method url headers body timeout")
+Exec = collections.namedtuple("Exec", "argv payload")
+
+
+class FakeTime:
+    """Monotonic clock and sleep that only move when the code under test sleeps or probes."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def monotonic(self):
+        return self.now
+
+    def time(self):
+        return 1767225600.0 + (self.now - 1000.0)
+
+    def sleep(self, seconds):
+        self.sleeps.append(round(seconds, 6))
+        self.now += seconds
+
+
+class Boundary:
+    """Scripted answers for docker exec (per agent operation) and HTTP (in order)."""
+
+    def __init__(self, agent=None, http=None, owners=None, http_cost=0.1):
+        self.agent = {op: list(answers) for op, answers in (agent or {}).items()}
+        self.http = list(http or [])
+        self.owners = owners or []
+        self.http_cost = http_cost
+        self.exec_calls = []  # Exec
+        self.requests = []  # Request
+        self.port_checks = []
+        self.clock = FakeTime()
+
+    # ---- docker CLI
+
+    def run_command(self, module, argv, data=None, environ_update=None, **kwargs):
+        assert environ_update == {"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"}
+        match = re.search(r"raise SystemExit\(main\('([A-Za-z0-9+/=]+)'\)\)\n$", data or "")
+        payload = json.loads(base64.b64decode(match.group(1))) if match else None
+        self.exec_calls.append(Exec(argv, payload))
+        answer = self.agent[argv[-1]].pop(0)
+        if isinstance(answer, tuple):
+            return answer
+        return (1 if "error" in answer else 0), json.dumps(answer) + "\n", ""
+
+    def ops(self):
+        return [call.argv[-1] for call in self.exec_calls]
+
+    # ---- HTTP
+
+    def open(self, request, timeout=None):
+        body = request.data.decode() if request.data else None
+        self.requests.append(Request(request.get_method(), request.full_url, dict(request.header_items()), body, timeout))
+        self.clock.now += self.http_cost
+        answer = self.http.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        status, payload = answer
+        if status >= 400:
+            raise urllib.error.HTTPError(request.full_url, status, "error", {}, io.BytesIO(payload))
+        response = mock.MagicMock(status=status)
+        response.read.return_value = payload
+        response.__enter__.return_value = response
+        return response
+
+    def find_port_owners(self, port, host):
+        self.port_checks.append((port, host))
+        return self.owners, []
+
+
+REFUSED = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+H503 = (503, b"")
+H200 = (200, b"")
+INFO = (200, json.dumps({"api_key": KEY, "tp_size": 4, "max_total_num_tokens": 1000, "hf_token": "hf_x",
+                         "version": "0.5.7"}).encode())
+
+
+def run_module(module_args, boundary, check_mode=False, diff=False, capsys=None):
+    module_args = dict(module_args)
+    if check_mode:
+        module_args["_ansible_check_mode"] = True
+    if diff:
+        module_args["_ansible_diff"] = True
+    opener = mock.MagicMock()
+    opener.open.side_effect = boundary.open
+
+    def run_command(self, argv, **kwargs):
+        return boundary.run_command(self, argv, **kwargs)
+
+    with patch_module_args(module_args), \
+            mock.patch.object(basic.AnsibleModule, "run_command", run_command), \
+            mock.patch.object(basic.AnsibleModule, "get_bin_path", return_value=DOCKER), \
+            mock.patch.object(sglang_server, "build_opener", return_value=opener), \
+            mock.patch.object(sglang_server, "find_port_owners", boundary.find_port_owners), \
+            mock.patch.object(sglang_server, "time", boundary.clock):
+        with pytest.raises(SystemExit) as exc:
+            sglang_server.main()
+    out = capsys.readouterr().out
+    result = json.loads(out)
+    result["_rc"] = exc.value.code
+    result["_raw"] = out
+    return result
+
+
+def test_fresh_start_launches_once_and_waits_for_health(capsys):
+    boundary = Boundary(agent={"status": [ABSENT, running(None, 5151)], "launch": [LAUNCHED]},
+                        http=[REFUSED, H503, H200, INFO])
+    result = run_module(args(api_key=KEY), boundary, capsys=capsys)
+    assert result["_rc"] == 0 and result["changed"] is True
+    assert (result["action"], result["reason"], result["pid"]) == ("started", "no server was running", 5151)
+    # docker: status, launch, then one liveness check while the port was closed (503 needs none)
+    assert boundary.ops() == ["status", "launch", "status"]
+    assert [call.argv for call in boundary.exec_calls] == [BASE + ["status"], BASE + ["launch"], BASE + ["status"]]
+    launch = boundary.exec_calls[1].payload
+    assert launch["argv"] == [
+        "python3", "-m", "sglang.launch_server",
+        "--model-path", "moonshotai/Kimi-Linear-48B-A3B-Instruct",
+        "--tokenizer-path", "moonshotai/Kimi-Linear-48B-A3B-Instruct",
+        "--tp-size", "4", "--host", "0.0.0.0", "--port", "30000",
+        "--trust-remote-code", "--enable-metrics", "--config", "/run/sglang-server/config.yaml"]
+    assert launch["env"] == {"PYTHONUNBUFFERED": "1", "SGLANG_ROCM_FUSED_DECODE_MLA": "0"}
+    assert launch["api_key"] == KEY  # only ever inside the stdin script
+    assert (launch["state_dir"], launch["log_path"]) == ("/run/sglang-server", "/var/log/sglang/server.log")
+    assert boundary.port_checks == [(30000, "0.0.0.0")]
+    # HTTP: three probes then server info, each with the Bearer key, clamped timeouts
+    assert [(r.method, r.url) for r in boundary.requests] == [
+        ("GET", "http://127.0.0.1:30000/health")] * 3 + [("GET", "http://127.0.0.1:30000/get_server_info")]
+    assert all(r.headers["Authorization"] == "Bearer " + KEY for r in boundary.requests)
+    assert [r.timeout for r in boundary.requests] == [30.0, 30.0, 30.0, 10.0]
+    assert boundary.clock.sleeps == [0.5, 0.5]
+    assert result["attempts"] == 3 and result["elapsed"] == pytest.approx(1.3)
+    assert result["ready_at"] == "2026-01-01T00:00:01.300+00:00"
+    assert result["server_info"] == {"api_key": "********", "tp_size": 4, "max_total_num_tokens": 1000,
+                                     "hf_token": "********", "version": "0.5.7"}
+    assert result["command"].endswith("--enable-metrics --config /run/sglang-server/config.yaml")
+    assert result["url"] == "http://127.0.0.1:30000"
+    assert KEY not in result["_raw"]
+    assert all(KEY not in " ".join(call.argv) for call in boundary.exec_calls)
+
+
+def test_same_spec_alive_and_healthy_is_left_alone(capsys):
+    module_args = args()
+    boundary = Boundary(agent={"status": [running(wanted(module_args))]}, http=[H200, INFO])
+    result = run_module(module_args, boundary, diff=True, capsys=capsys)
+    assert result["changed"] is False and result["action"] == "none" and result["pid"] == 4242
+    assert boundary.ops() == ["status"]
+    assert len(boundary.requests) == 2 and boundary.port_checks == []
+    assert result["diff"]["before"] == result["diff"]["after"]
+    assert result["attempts"] == 1 and boundary.clock.sleeps == []
+
+
+def test_same_spec_still_loading_is_waited_for_without_restart(capsys):
+    module_args = args()
+    boundary = Boundary(agent={"status": [running(wanted(module_args))]}, http=[H503, H503, H200, INFO])
+    result = run_module(module_args, boundary, capsys=capsys)
+    assert result["changed"] is False and result["attempts"] == 3
+    assert boundary.ops() == ["status"]
+
+
+def test_changed_spec_restarts_with_a_diff_of_the_command_lines(capsys):
+    old = wanted(args())
+    new_args = args(extra_args=["--mem-fraction-static", "0.85"])
+    boundary = Boundary(agent={"status": [running(old)], "stop": [STOPPED], "launch": [LAUNCHED]},
+                        http=[H200, INFO])
+    result = run_module(new_args, boundary, diff=True, capsys=capsys)
+    assert result["changed"] is True and result["action"] == "restarted"
+    assert result["reason"] == "the launch spec changed"
+    assert boundary.ops() == ["status", "stop", "launch"]
+    assert boundary.exec_calls[1].payload["stop_timeout"] == 30.0
+    assert boundary.port_checks == [(30000, "0.0.0.0")]  # after the stop, before the launch
+    assert result["diff"]["before"]["command"] == old["command"]
+    assert result["diff"]["after"]["command"] == old["command"] + " --mem-fraction-static 0.85"
+    assert result["stopped"]["signalled"] == STOPPED["signalled"]
+
+
+def test_restarted_always_restarts(capsys):
+    module_args = args(state="restarted")
+    boundary = Boundary(agent={"status": [running(wanted(module_args))], "stop": [STOPPED], "launch": [LAUNCHED]},
+                        http=[H200, INFO])
+    result = run_module(module_args, boundary, capsys=capsys)
+    assert (result["changed"], result["action"], result["reason"]) == (True, "restarted", "state=restarted")
+    assert boundary.ops() == ["status", "stop", "launch"]
+
+
+def test_check_mode_reports_the_restart_without_doing_it(capsys):
+    boundary = Boundary(agent={"status": [running(wanted(args()))]})
+    result = run_module(args(tp_size=2), boundary, check_mode=True, diff=True, capsys=capsys)
+    assert result["changed"] is True and result["action"] == "restarted"
+    assert result["msg"] == "would restart the server: the launch spec changed"
+    assert boundary.ops() == ["status"] and boundary.requests == []
+    assert "--tp-size 4" in result["diff"]["before"]["command"] and "--tp-size 2" in result["diff"]["after"]["command"]
+
+
+def test_check_mode_with_the_same_spec_probes_once_and_changes_nothing(capsys):
+    module_args = args()
+    boundary = Boundary(agent={"status": [running(wanted(module_args))]}, http=[H503])
+    result = run_module(module_args, boundary, check_mode=True, capsys=capsys)
+    assert result["changed"] is False and result["ready"] is False
+    assert result["last_error"] == "/health: HTTP 503 (server still loading or warming up)"
+    assert boundary.ops() == ["status"] and len(boundary.requests) == 1 and boundary.clock.sleeps == []
+
+
+def test_check_mode_before_the_container_exists_would_start(capsys):
+    missing = (1, "", "Error response from daemon: No such container: Kimi-linear\n")
+    boundary = Boundary(agent={"status": [missing]})
+    result = run_module(args(), boundary, check_mode=True, capsys=capsys)
+    assert result["changed"] is True and result["action"] == "started"
+    assert [warning["event"]["msg"] for warning in result["warnings"]] == [
+        "container Kimi-linear does not exist on unix:///var/run/docker.sock: run the container role first; "
+        "check mode assumes it will exist"]
+
+
+def test_missing_container_fails_clearly(capsys):
+    boundary = Boundary(agent={"status": [(1, "", "Error response from daemon: container abc is not running\n")]})
+    result = run_module(args(), boundary, capsys=capsys)
+    assert result["failed"] is True
+    assert result["msg"] == ("container Kimi-linear is not running on unix:///var/run/docker.sock: start it "
+                             "(container role) first")
+
+
+def test_crash_during_load_fails_at_once_with_the_servers_words(capsys):
+    dead = dict(running(None, 5151), alive=False, rc={"rc": 1, "at": 1.7e9},
+                log_tail=["Load weight begin", "\x1b[31mRuntimeError\x1b[0m: HIP out of memory",
+                          "Initialization failed. Please see the error messages above."])
+    boundary = Boundary(agent={"status": [ABSENT, running(None, 5151), dead], "launch": [LAUNCHED]},
+                        http=[REFUSED, REFUSED])
+    result = run_module(args(timeout=1800, log_lines=2), boundary, capsys=capsys)
+    assert result["failed"] is True and result["changed"] is True and result["action"] == "started"
+    assert result["msg"] == (
+        "sglang server in container Kimi-linear died while starting, 0.7s after the module began: exit status 1. "
+        "Last 2 lines of /var/log/sglang/server.log:\nRuntimeError: HIP out of memory\n"
+        "Initialization failed. Please see the error messages above.")
+    assert result["exit_status"] == 1
+    assert result["log_tail"] == ["RuntimeError: HIP out of memory",
+                                  "Initialization failed. Please see the error messages above."]
+    assert result["last_error"] == "/health: connection refused (port closed)"
+    assert boundary.ops() == ["status", "launch", "status", "status"]
+    assert boundary.exec_calls[3].payload["log_lines"] == 2
+    assert result["attempts"] == 2 and boundary.clock.sleeps == [0.5]
+
+
+def test_timeout_reports_elapsed_last_error_and_log_tail(capsys):
+    tail = dict(running(None, 5151), log_tail=["Capture cuda graph begin. This can take up to several minutes."])
+    boundary = Boundary(agent={"status": [ABSENT, tail], "launch": [LAUNCHED]}, http=[H503] * 10, http_cost=0.25)
+    result = run_module(args(timeout=2, sleep=0.5), boundary, capsys=capsys)
+    assert result["failed"] is True and result["changed"] is True
+    assert result["elapsed"] == 2.0
+    assert result["msg"] == (
+        "sglang server in container Kimi-linear was not ready after 2.0s (timeout 2.0s); last probe: /health: HTTP 503 "
+        "(server still loading or warming up). The server is left running; raise timeout if it only needs longer. "
+        "Last 1 lines of /var/log/sglang/server.log:\nCapture cuda graph begin. This can take up to several minutes.")
+    assert boundary.ops() == ["status", "launch", "status"]
+    assert boundary.exec_calls[2].payload["always_tail"] is True
+    # probes at 0, 0.75, 1.5 (each costing 0.25 s); the last sleep is clamped to the deadline
+    assert boundary.clock.sleeps == [0.5, 0.5, 0.25]
+    assert [r.timeout for r in boundary.requests] == [2.0, 1.25, 0.5]
+    assert result["attempts"] == 3
+
+
+def test_generate_probe_runs_one_real_generation(capsys):
+    boundary = Boundary(agent={"status": [ABSENT], "launch": [LAUNCHED]},
+                        http=[H200, (200, b'{"text": " Paris", "meta_info": {}}'), INFO])
+    result = run_module(args(ready_probe="generate", api_key=KEY), boundary, capsys=capsys)
+    assert result["changed"] is True
+    post = boundary.requests[1]
+    assert (post.method, post.url) == ("POST", "http://127.0.0.1:30000/generate")
+    assert post.headers["Authorization"] == "Bearer " + KEY and post.headers["Content-type"] == "application/json"
+    assert json.loads(post.body) == {"text": "The capital city of France is",
+                                     "sampling_params": {"max_new_tokens": 1, "temperature": 0}}
+
+
+def test_stopped_signals_the_group_and_reports(capsys):
+    module_args = {"container": "Kimi-linear", "state": "stopped"}
+    boundary = Boundary(agent={"status": [running(wanted(args()))], "stop": [STOPPED]})
+    result = run_module(module_args, boundary, diff=True, capsys=capsys)
+    assert result["changed"] is True and result["action"] == "stopped"
+    assert result["msg"] == "stopped 3 process(es) with SIGTERM in 1.2s; none is left"
+    assert result["exit_status"] == -15
+    assert result["diff"] == {"before": {"running": True, "command": wanted(args())["command"]},
+                              "after": {"running": False, "command": None}}
+    assert boundary.ops() == ["status", "stop"] and boundary.requests == []
+
+
+def test_stopped_when_nothing_runs_changes_nothing(capsys):
+    boundary = Boundary(agent={"status": [ABSENT]})
+    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary, capsys=capsys)
+    assert (result["changed"], result["action"]) == (False, "none")
+    assert boundary.ops() == ["status"]
+
+
+def test_stop_that_leaves_a_worker_fails(capsys):
+    stuck = dict(STOPPED, killed=[[4243, "python3"]], remaining=[[4243, "python3"]])
+    boundary = Boundary(agent={"status": [running(wanted(args()))], "stop": [stuck]})
+    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary, capsys=capsys)
+    assert result["failed"] is True and result["changed"] is True
+    assert result["msg"].startswith("processes of the server in container Kimi-linear are still alive after "
+                                    "SIGKILL: python3 (pid 4243)")
+
+
+def test_bad_input_fails_before_touching_anything(capsys):
+    boundary = Boundary()
+    result = run_module(args(tp_size=8, gpu_count=4, extra_args=["--tp", "8"], port=0), boundary, capsys=capsys)
+    assert result["failed"] is True
+    assert result["problems"] == [
+        "tp_size 8 is larger than the 4 GPU(s) preflight found on this host: lower tp_size (sglang_tp_size) "
+        "or fix the host (see the preflight report)",
+        "port must be a TCP port between 1 and 65535, got 0",
+        "extra_args item '--tp' repeats --tp-size, which the module sets from its tp_size option; remove it "
+        "from extra_args and set tp_size instead"]
+    assert result["msg"].startswith("invalid input, nothing was launched: tp_size 8 is larger")
+    assert boundary.exec_calls == [] and boundary.requests == []
+
+
+def test_port_taken_by_another_process_is_named_before_launch(capsys):
+    owner = {"address": "0.0.0.0", "port": 30000, "pid": 777, "name": "nginx", "cmdline": "nginx -g daemon off;"}
+    boundary = Boundary(agent={"status": [ABSENT]}, owners=[owner])
+    result = run_module(args(), boundary, capsys=capsys)
+    assert result["failed"] is True
+    assert result["msg"] == ("port 30000 is already taken on this host: nginx (pid 777: nginx -g daemon off;) listens "
+                             "on 0.0.0.0:30000. Stop that process or choose another port (option port, role "
+                             "variable sglang_port)")
+    assert result["port_owners"] == [owner]
+    assert boundary.ops() == ["status"]
+
+
+def test_shell_metacharacters_in_the_model_path_are_one_argument(capsys):
+    path = "/models/kimi; rm -rf / #$(reboot)`id`|&>"
+    boundary = Boundary(agent={"status": [ABSENT], "launch": [LAUNCHED]}, http=[H200, INFO])
+    result = run_module(args(model_path=path), boundary, capsys=capsys)
+    argv = boundary.exec_calls[1].payload["argv"]
+    assert argv[3:7] == ["--model-path", path, "--tokenizer-path", path]
+    assert boundary.exec_calls[1].argv == BASE + ["launch"]
+    assert "'/models/kimi; rm -rf / #$(reboot)`id`|&>'" in result["command"]
+
+
+def test_no_wait_returns_after_the_launch(capsys):
+    boundary = Boundary(agent={"status": [ABSENT], "launch": [LAUNCHED]})
+    result = run_module(args(wait=False), boundary, capsys=capsys)
+    assert result["changed"] is True and result["pid"] == 5151 and "ready_at" not in result
+    assert boundary.ops() == ["status", "launch"] and boundary.requests == []
+
+
+def test_a_dead_previous_server_is_cleaned_up_and_replaced(capsys):
+    old = dict(running(wanted(args()), 4242), alive=False, rc={"rc": -9}, members=[[4243, "python3"]])
+    boundary = Boundary(agent={"status": [old], "stop": [dict(STOPPED, signalled=[[4243, "python3"]])],
+                               "launch": [LAUNCHED]}, http=[H200, INFO])
+    result = run_module(args(), boundary, capsys=capsys)
+    assert result["action"] == "started"
+    assert result["reason"] == "the previous server is not running (killed by SIGKILL)"
+    assert boundary.ops() == ["status", "stop", "launch"]
+
+
+def test_timeout_before_the_server_wrote_anything_says_the_log_is_empty(capsys):
+    boundary = Boundary(agent={"status": [ABSENT, dict(running(None, 5151), log_tail=[])], "launch": [LAUNCHED]},
+                        http=[H503] * 10)
+    result = run_module(args(timeout=1, sleep=0.5), boundary, capsys=capsys)
+    assert result["msg"].endswith("raise timeout if it only needs longer. "
+                                  "The log /var/log/sglang/server.log is empty so far.")
+    assert result["log_tail"] == []
+
+
+def test_a_rejected_key_fails_at_once(capsys):
+    boundary = Boundary(agent={"status": [ABSENT, running(None, 5151)], "launch": [LAUNCHED]},
+                        http=[H200, (401, b'{"error": "Unauthorized"}')])
+    result = run_module(args(ready_probe="generate", api_key=KEY), boundary, capsys=capsys)
+    assert result["failed"] is True and result["changed"] is True
+    assert result["msg"].startswith("sglang server in container Kimi-linear cannot be probed: /generate: HTTP 401 "
+                                    "(the server rejects the API key).")
+    assert boundary.clock.sleeps == [] and KEY not in result["_raw"]
+
+
+def test_check_mode_stop_changes_nothing(capsys):
+    boundary = Boundary(agent={"status": [running(wanted(args()))]})
+    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary, check_mode=True, capsys=capsys)
+    assert (result["changed"], result["action"], result["msg"]) == (True, "stopped", "would stop 3 process(es)")
+    assert boundary.ops() == ["status"]
+
+
+def test_agent_errors_are_reported_with_the_container(capsys):
+    busy = {"error": "a server started from /run/sglang-server is still running (pids 7); stop it first"}
+    boundary = Boundary(agent={"status": [ABSENT], "launch": [busy]})
+    result = run_module(args(), boundary, capsys=capsys)
+    assert result["msg"] == ("the launch step in container Kimi-linear failed: a server started from "
+                             "/run/sglang-server is still running (pids 7); stop it first")
+
+
+def test_a_container_without_python_is_named(capsys):
+    no_python = 'OCI runtime exec failed: exec: "python3": executable file not found in $PATH: unknown\n'
+    boundary = Boundary(agent={"status": [(126, "", no_python)]})
+    result = run_module(args(), boundary, capsys=capsys)
+    assert result["msg"].startswith("container Kimi-linear has no python3 (option python): OCI runtime exec failed")
