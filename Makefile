@@ -17,10 +17,11 @@ DEB_PACKAGES := docker.io docker-registry openssh-server debootstrap iproute2 ip
 
 GATES := lint sanity build unit integration
 
-.PHONY: help deps venv collection-link unit lint sanity argspecs build integration test clean
+.PHONY: help deps venv collection-link unit lint sanity argspecs build integration test demo clean
 
 help:
 	@echo "make test    everything CI runs (deps, venv, lint, sanity, unit, integration on a simulated fleet)"
+	@echo "make demo    site.yml end to end on a 3-host simulated fleet; prints the fleet report and its verdict"
 	@echo "make unit    fast unit tests (seconds)"
 	@echo "make lint    yamllint + ansible-lint (production profile) + argument_specs/defaults check"
 	@echo "make sanity  ansible-test sanity from a temporary ansible_collections tree"
@@ -67,6 +68,10 @@ build: venv
 # Needs root: network namespaces, dockerds and an image build (see tests/simfleet).
 integration: deps venv collection-link
 	tests/scripts/integration.sh
+
+# A 3-host simulated fleet, site.yml end to end, and the fleet report (root).
+demo: deps venv collection-link
+	tests/scripts/demo.sh
 
 # Every gate runs even when an earlier one fails, so one run shows every problem.
 test: deps venv collection-link

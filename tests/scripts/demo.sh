@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo`: a 3-host simulated AMD fleet, site.yml end to end, and the fleet report.
+# The bed is torn down afterwards unless DEMO_KEEP=1; the report stays in sglang-results/.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+venv=${VENV:-$top/.venv}
+export PATH="$venv/bin:$PATH" PYTHONPATH="$top/tests${PYTHONPATH:+:$PYTHONPATH}"
+export ANSIBLE_COLLECTIONS_PATH="$top/.build" ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-1}
+results=${SGLANG_RESULTS_DIR:-$top/sglang-results}
+
+engine_started=0
+cleanup() {
+  rc=$?
+  if [ "${DEMO_KEEP:-0}" != 1 ]; then python -m simfleet down >/dev/null || rc=1; fi
+  if [ "$engine_started" = 1 ] && [ "${DEMO_KEEP:-0}" != 1 ]; then tests/scripts/engine.sh stop >/dev/null || rc=1; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+if ! tests/scripts/engine.sh status >/dev/null 2>&1; then tests/scripts/engine.sh start; engine_started=1; fi
+image=$(python tests/standin/build.py --docker-host "$(tests/scripts/engine.sh host)" | tail -n 1)
+python -m simfleet up --hosts 3 --profile mi300x-8gpu --image "$image"
+inventory=$(python -m simfleet inventory --path)
+
+run_id=demo-$(date -u +%Y%m%dT%H%M%SZ)
+set +e
+ansible-playbook -i "$inventory" -i tests/demo/inventory.yml playbooks/site.yml \
+  -e "sglang_results_dir=$results" -e "sglang_run_id=$run_id"
+playbook_rc=$?
+set -e
+report=$results/$run_id/fleet_report.json
+if [ ! -f "$report" ]; then echo "demo: no fleet report was written (playbook exit $playbook_rc)" >&2; exit 1; fi
+python - "$report" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+verdict = report["verdict"]
+print("\n== demo: fleet report %s" % sys.argv[1].replace(".json", ".html"))
+print("== demo: verdict %s: %s" % (verdict["status"].upper(), verdict["summary"]))
+PY
