@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build the test bed's stand-in SGLang image without Docker Hub (stdlib only, run as root).
 
     python3 tests/standin/build.py [--docker-host URL] [--cache DIR] [--force [--no-cache]]
@@ -117,12 +116,11 @@ def log(message):
     sys.stderr.flush()
 
 
-def run(cmd, **kwargs):
+def run(cmd, check=True, **kwargs):
     """Run a command; its output goes to stderr, stdout is kept for the image ref."""
-    kwargs.setdefault("check", True)
     if not kwargs.get("capture_output"):
         kwargs.setdefault("stdout", sys.stderr)
-    return subprocess.run([str(c) for c in cmd], **kwargs)
+    return subprocess.run([str(c) for c in cmd], check=check, **kwargs)
 
 
 def digest(*parts):

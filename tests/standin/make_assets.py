@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Generate the stand-in's tokenizer and ShareGPT-format dataset (deterministic).
 
 Runs at image build time with the image's venv (it needs the `tokenizers` library

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Extract SGLang's launch_server flag table from a released wheel (stdlib only).
 
 The stand-in server must accept exactly the flags the real one accepts, so that

@@ -75,7 +75,7 @@ def test_error_rate_is_seeded():
     def failures(seed):
         engine = make_engine(Knobs(error_rate=0.5, seed=seed))
         out = []
-        for _ in range(200):
+        for _attempt in range(200):
             try:
                 engine.admit()
                 out.append(False)
@@ -90,7 +90,7 @@ def test_error_rate_is_seeded():
 def test_crash_knob_fires_on_request_n_plus_one():
     crashes = []
     engine = make_engine(Knobs(crash_after_requests=2), on_crash=lambda: crashes.append(engine.seen))
-    for _ in range(3):
+    for _request in range(3):
         engine.admit()
     assert crashes == [3]
 
@@ -118,7 +118,7 @@ def test_max_running_requests_queues_the_rest():
     seen = []
 
     async def one(tag):
-        async for _ in engine.generate(1, 1, True, tag):
+        async for _step in engine.generate(1, 1, True, tag):
             pass
 
     async def run():

@@ -36,7 +36,7 @@ def test_sentence_has_the_requested_token_count():
 
 def test_token_stream_pieces_retokenize_one_to_one():
     stream = vocab.TokenStream(42)
-    text = "".join(stream.next_token()[1] for _ in range(500))
+    text = "".join(stream.next_token()[1] for _position in range(500))
     assert vocab.token_count(text) == 500
 
 

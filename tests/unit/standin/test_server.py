@@ -65,7 +65,7 @@ def test_health_without_generation_probe(launch):
     started = time.monotonic()
     assert srv.get("/health")[0] == 200
     assert time.monotonic() - started < 0.7
-    status, _, body = srv.get("/health_generate")  # still probes: takes the probe time
+    status, _headers, body = srv.get("/health_generate")  # still probes: takes the probe time
     assert status == 200 and body == b"" and time.monotonic() - started >= 1.0
 
 
@@ -92,9 +92,9 @@ def test_generate_stream_format(server):
 
 
 def test_generate_non_stream_and_input_ids(server):
-    status, _, raw = server.post("/generate", {"input_ids": [5, 6, 7, 8],
-                                               "sampling_params": {"max_new_tokens": 4, "ignore_eos": True}},
-                                 headers=AUTH)
+    status, _headers, raw = server.post("/generate", {"input_ids": [5, 6, 7, 8],
+                                                      "sampling_params": {"max_new_tokens": 4, "ignore_eos": True}},
+                                        headers=AUTH)
     body = json.loads(raw)
     assert status == 200 and body["meta_info"]["completion_tokens"] == 4
     assert body["meta_info"]["prompt_tokens"] == 4 and len(body["output_ids"]) == 4
@@ -102,28 +102,28 @@ def test_generate_non_stream_and_input_ids(server):
 
 
 def test_generate_errors(server):
-    status, _, raw = server.post("/generate", {"sampling_params": {}}, headers=AUTH)
+    status, _headers, raw = server.post("/generate", {"sampling_params": {}}, headers=AUTH)
     assert status == 400 and "Either text, input_ids" in json.loads(raw)["error"]["message"]
     too_long = {"text": "ba " * 10, "sampling_params": {"max_new_tokens": 200_000}}
-    status, _, raw = server.post("/generate", too_long, headers=AUTH)
+    status, _headers, raw = server.post("/generate", too_long, headers=AUTH)
     assert status == 400 and "maximum context length" in json.loads(raw)["error"]["message"]
-    status, _, raw = server.post("/generate", {**too_long, "stream": True}, headers=AUTH)
+    status, _headers, raw = server.post("/generate", {**too_long, "stream": True}, headers=AUTH)
     assert status == 200  # SGLang reports it inside the stream
     assert "maximum context length" in sse_events(raw)[0]["error"]["message"]
     assert sse_events(raw)[-1] == "[DONE]"
 
 
 def test_openai_completions(server):
-    status, _, raw = server.post("/v1/completions", {"model": "any", "prompt": "ba be", "max_tokens": 5,
-                                                     "ignore_eos": True}, headers=AUTH)
+    status, _headers, raw = server.post("/v1/completions", {"model": "any", "prompt": "ba be", "max_tokens": 5,
+                                                            "ignore_eos": True}, headers=AUTH)
     body = json.loads(raw)
     assert status == 200 and body["object"] == "text_completion"
     assert body["usage"]["completion_tokens"] == 5 and body["usage"]["prompt_tokens"] == 2
     assert body["choices"][0]["finish_reason"] == "length"
-    status, _, raw = server.post("/v1/completions", {"prompt": "ba", "max_tokens": 3, "ignore_eos": True,
-                                                     "stream": True,
-                                                     "stream_options": {"include_usage": True}},
-                                 headers=AUTH)
+    status, _headers, raw = server.post("/v1/completions", {"prompt": "ba", "max_tokens": 3, "ignore_eos": True,
+                                                            "stream": True,
+                                                            "stream_options": {"include_usage": True}},
+                                        headers=AUTH)
     events = sse_events(raw)
     assert events[-1] == "[DONE]" and events[-2]["choices"] == []
     assert events[-2]["usage"]["completion_tokens"] == 3
@@ -133,11 +133,11 @@ def test_openai_completions(server):
 def test_openai_chat_completions(server):
     chat = {"model": "kimi", "messages": [{"role": "user", "content": "ba be bi"}], "max_tokens": 4,
             "ignore_eos": True}
-    status, _, raw = server.post("/v1/chat/completions", chat, headers=AUTH)
+    status, _headers, raw = server.post("/v1/chat/completions", chat, headers=AUTH)
     body = json.loads(raw)
     assert status == 200 and body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["role"] == "assistant" and body["usage"]["completion_tokens"] == 4
-    status, _, raw = server.post("/v1/chat/completions", {**chat, "stream": True}, headers=AUTH)
+    status, _headers, raw = server.post("/v1/chat/completions", {**chat, "stream": True}, headers=AUTH)
     events = sse_events(raw)
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert events[-2]["choices"][0]["finish_reason"] == "length" and events[-1] == "[DONE]"
@@ -146,7 +146,7 @@ def test_openai_chat_completions(server):
 
 
 def test_openai_requires_json_content_type(server):
-    status, _, raw = server.request("POST", "/v1/completions", headers={**AUTH, "Content-Type": "text/plain"})
+    status, _headers, raw = server.request("POST", "/v1/completions", headers={**AUTH, "Content-Type": "text/plain"})
     assert status == 400 and "Only 'application/json' is allowed" in json.loads(raw)["message"]
 
 
@@ -183,7 +183,7 @@ def test_metrics(server):
 @pytest.mark.parametrize("headers", [{}, {"Authorization": KEY}, {"Authorization": "Bearer wrong"}])
 def test_api_key_is_required(server, path, headers):
     method = "POST" if path in ("/generate", "/v1/completions") else "GET"
-    status, _, raw = server.request(method, path, {"text": "x"} if method == "POST" else None, headers=headers)
+    status, _headers, raw = server.request(method, path, {"text": "x"} if method == "POST" else None, headers=headers)
     assert (status, json.loads(raw)) == (401, {"error": "Unauthorized"})
 
 
@@ -243,7 +243,7 @@ def test_crash_at_start(launch):
 
 def test_crash_after_n_requests(launch):
     srv = launch("--tp-size", "2", env={"STANDIN_CRASH_AFTER_REQUESTS": "2"})
-    for _ in range(2):
+    for _request in range(2):
         assert srv.post("/generate", {"text": "ba", "sampling_params": {"max_new_tokens": 2}})[0] == 200
     try:
         srv.post("/generate", {"text": "ba", "sampling_params": {"max_new_tokens": 2000, "ignore_eos": True}})
@@ -257,14 +257,14 @@ def test_crash_after_n_requests(launch):
 
 def test_error_rate_http_mode(launch):
     srv = launch(env={"STANDIN_ERROR_RATE": "1"})
-    status, _, raw = srv.post("/generate", {"text": "ba", "stream": True})
+    status, _headers, raw = srv.post("/generate", {"text": "ba", "stream": True})
     assert status == 500 and "injected" in json.loads(raw)["error"]["message"]
     assert srv.post("/v1/completions", {"prompt": "ba"})[0] == 500
 
 
 def test_error_rate_stream_mode(launch):
     srv = launch(env={"STANDIN_ERROR_RATE": "1", "STANDIN_ERROR_MODE": "stream"})
-    status, _, raw = srv.post("/generate", {"text": "ba", "stream": True})
+    status, _headers, raw = srv.post("/generate", {"text": "ba", "stream": True})
     assert status == 200 and "injected" in sse_events(raw)[0]["error"]["message"]
     assert srv.post("/generate", {"text": "ba"})[0] == 400
 

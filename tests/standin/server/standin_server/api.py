@@ -170,8 +170,9 @@ async def health(request):
         engine.status = eng.UP
         return web.Response(status=200)
     logger.error("Health check failed. Server couldn't get a response from detokenizer for last "
-                 f"{int(timeout)} seconds. tic start time: {time.strftime('%H:%M:%S', time.localtime(tic))}. "
-                 f"last_heartbeat time: {time.strftime('%H:%M:%S', time.localtime(engine.started_at))}")
+                 "%s seconds. tic start time: %s. last_heartbeat time: %s",
+                 int(timeout), time.strftime('%H:%M:%S', time.localtime(tic)),
+                 time.strftime('%H:%M:%S', time.localtime(engine.started_at)))
     return web.Response(status=503)
 
 
@@ -257,7 +258,7 @@ async def generate(request):
     except eng.InjectedError as exc:
         return _native_error(str(exc), 500)
     except eng.RequestError as exc:
-        logger.error(f"[http_server] Error: {exc}")
+        logger.error("[http_server] Error: %s", exc)
         return await _stream_error(request, str(exc)) if streaming else _native_error(str(exc))
 
     steps = engine.generate(prompt_tokens, max_new_tokens, bool(params.get("ignore_eos", False)),

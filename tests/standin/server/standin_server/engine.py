@@ -230,7 +230,7 @@ class Engine:
             await asyncio.sleep(interval)
             if self.running:
                 logger.info(
-                    f"Decode batch, #running-req: {self.running}, #token: {self.tokens_in_use}, "
-                    f"token usage: {self.tokens_in_use / self.max_total_num_tokens:.2f}, "
-                    f"cuda graph: True, gen throughput (token/s): "
-                    f"{self.stats.gen_throughput(time.time()):.2f}, #queue-req: {self.queued}, ")
+                    "Decode batch, #running-req: %s, #token: %s, token usage: %.2f, "
+                    "cuda graph: True, gen throughput (token/s): %.2f, #queue-req: %s, ",
+                    self.running, self.tokens_in_use, self.tokens_in_use / self.max_total_num_tokens,
+                    self.stats.gen_throughput(time.time()), self.queued)

@@ -95,16 +95,16 @@ class Launcher:
             selector.register(proc.ready_pipe, selectors.EVENT_READ, rank)
         pending = len(self.children)
         while pending:
-            for key, _ in selector.select():
+            for key, _events in selector.select():
                 rank, line = key.data, key.fileobj.readline()
                 selector.unregister(key.fileobj)
                 key.fileobj.close()
                 pending -= 1
                 if not line:
                     proc = self.children[rank]
-                    logger.error(f"Rank {rank} scheduler is dead. Please check if there are relevant logs.")
+                    logger.error("Rank %s scheduler is dead. Please check if there are relevant logs.", rank)
                     proc.wait()
-                    logger.error(f"Exit code: {proc.returncode}")
+                    logger.error("Exit code: %s", proc.returncode)
                     raise EOFError()
                 if json.loads(line).get("status") != "ready":
                     raise RuntimeError("Initialization failed. Please see the error messages above.")
@@ -137,8 +137,8 @@ class Launcher:
         self.kill_process_tree()
 
     def _running_phase_sigquit(self):
-        logger.error(f"SIGQUIT received. signum={signal.SIGQUIT!r}, frame=None. "
-                     "It usually means one child failed.")
+        logger.error("SIGQUIT received. signum=%r, frame=None. It usually means one child failed.",
+                     signal.SIGQUIT)
         self.kill_process_tree()
 
     def crash_scheduler(self):
@@ -150,8 +150,8 @@ class Launcher:
             self._running_phase_sigquit()
 
     def _on_sigterm(self):
-        logger.warning(f"SIGTERM received. signum={signal.SIGTERM!r} frame=None. "
-                       "Draining requests and shutting down...")
+        logger.warning("SIGTERM received. signum=%r frame=None. Draining requests and shutting down...",
+                       signal.SIGTERM)
         self.engine.gracefully_exit = True
         self.stopping.set()
 
@@ -189,21 +189,21 @@ class Launcher:
         decode_logs.cancel()  # SIGINT: uvicorn's plain shutdown
         logger.info("INFO:     Shutting down")
         await runner.cleanup()
-        logger.info(f"INFO:     Finished server process [{os.getpid()}]")
+        logger.info("INFO:     Finished server process [%s]", os.getpid())
         return 0
 
     async def _bind(self, site):
         host, port = self.args["host"], self.args["port"]
-        logger.info(f"INFO:     Started server process [{os.getpid()}]")
+        logger.info("INFO:     Started server process [%s]", os.getpid())
         logger.info("INFO:     Waiting for application startup.")
         try:
             await site.start()
         except OSError as exc:
-            logger.error(f"ERROR:    [Errno {exc.errno}] error while attempting to bind on address "
-                         f"({host!r}, {port}): {(exc.strerror or str(exc)).lower()}")
+            logger.error("ERROR:    [Errno %s] error while attempting to bind on address (%r, %s): %s",
+                         exc.errno, host, port, (exc.strerror or str(exc)).lower())
             return False
         logger.info("INFO:     Application startup complete.")
-        logger.info(f"INFO:     Uvicorn running on http://{host}:{port} (Press CTRL+C to quit)")
+        logger.info("INFO:     Uvicorn running on http://%s:%s (Press CTRL+C to quit)", host, port)
         marker("port_open")
         return True
 
@@ -213,7 +213,7 @@ class Launcher:
 
         if not self.args["skip_server_warmup"] and not await self._stopped_within(self.knobs.warmup_seconds):
             if self.knobs.warmup_fail:
-                logger.error(f"Initialization failed. warmup error: {WARMUP_ERROR}")
+                logger.error("Initialization failed. warmup error: %s", WARMUP_ERROR)
                 self.kill_process_tree()
         if not self.stopping.is_set():
             self.engine.status = UP
@@ -240,7 +240,7 @@ class Launcher:
                 logger.error("Signal SIGTERM received while force shutdown flag set. Force exiting.")
                 return
             remaining = self.engine.running + self.engine.queued
-            logger.info(f"Gracefully exiting... Remaining number of requests {remaining}.")
+            logger.info("Gracefully exiting... Remaining number of requests %s.", remaining)
             if not remaining:
                 return
             await asyncio.sleep(self.knobs.drain_poll_seconds)
@@ -266,5 +266,5 @@ def main(argv=None):
         return 2
     configure_logging(server_args)
     marker("started")
-    logger.info(f"server_args={args_mod.format_server_args(server_args)}")
+    logger.info("server_args=%s", args_mod.format_server_args(server_args))
     return Launcher(server_args, knobs, args_mod.model_config(server_args)).run()

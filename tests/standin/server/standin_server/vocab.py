@@ -61,4 +61,4 @@ def sentence(rng, n_tokens):
     """Text of exactly `n_tokens` tokens (for the dataset)."""
     stream = TokenStream(rng.getrandbits(64))
     # Lower case only: a capitalised word would be out of vocabulary.
-    return "".join(stream.next_token()[1] for _ in range(n_tokens)).lstrip()
+    return "".join(stream.next_token()[1] for _position in range(n_tokens)).lstrip()

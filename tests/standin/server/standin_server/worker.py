@@ -67,23 +67,23 @@ def run_scheduler(opts, knobs):
     check_devices(knobs, opts.gpu_id)
     logger.info("Init torch distributed begin.")
     logger.info("Init torch distributed ends. mem usage=0.00 GB")
-    logger.info(f"Load weight begin. avail mem={mem_gb:.2f} GB")
+    logger.info("Load weight begin. avail mem=%.2f GB", mem_gb)
     if knobs.crash_at_start and opts.rank == 0:
         time.sleep(knobs.load_seconds / 2)
         raise RuntimeError("HIP out of memory. Tried to allocate 2.00 GiB "
                            "(STANDIN_CRASH_AT_START is set)")
     time.sleep(knobs.load_seconds)
-    logger.info(f"Load weight end. type={opts.architecture}, dtype=torch.bfloat16, "
-                f"avail mem={mem_gb - 24:.2f} GB, mem usage=24.00 GB.")
-    logger.info(f"KV Cache is allocated. #tokens: {opts.max_total_num_tokens}, "
-                f"K size: 60.00 GB, V size: 60.00 GB")
+    logger.info("Load weight end. type=%s, dtype=torch.bfloat16, avail mem=%.2f GB, mem usage=24.00 GB.",
+                opts.architecture, mem_gb - 24)
+    logger.info("KV Cache is allocated. #tokens: %s, K size: 60.00 GB, V size: 60.00 GB",
+                opts.max_total_num_tokens)
     if opts.rank == 0:
-        logger.info("Capture cuda graph begin. This can take up to several minutes. "
-                    f"avail mem={mem_gb - 144:.2f} GB")
-        logger.info("Capture cuda graph end. Time elapsed: 0.01 s. mem usage=0.50 GB. "
-                    f"avail mem={mem_gb - 144.5:.2f} GB.")
-        logger.info(f"max_total_num_tokens={opts.max_total_num_tokens}, "
-                    f"context_len={opts.context_length}, available_gpu_mem=46.95 GB")
+        logger.info("Capture cuda graph begin. This can take up to several minutes. avail mem=%.2f GB",
+                    mem_gb - 144)
+        logger.info("Capture cuda graph end. Time elapsed: 0.01 s. mem usage=0.50 GB. avail mem=%.2f GB.",
+                    mem_gb - 144.5)
+        logger.info("max_total_num_tokens=%s, context_len=%s, available_gpu_mem=46.95 GB",
+                    opts.max_total_num_tokens, opts.context_length)
 
 
 def main(argv=None):
@@ -130,7 +130,7 @@ def main(argv=None):
             except Crash:
                 raise RuntimeError(HIP_ILLEGAL_ACCESS) from None
     except Exception:
-        logger.error(f"Scheduler hit an exception: {traceback.format_exc()}")
+        logger.error("Scheduler hit an exception: %s", traceback.format_exc())
         # Like SGLang: tell the server, which then tears the whole tree down.
         if os.getppid() == opts.server_pid:
             os.kill(opts.server_pid, signal.SIGQUIT)
