@@ -37,3 +37,5 @@ verdict = report["verdict"]
 print("\n== demo: fleet report %s" % sys.argv[1].replace(".json", ".html"))
 print("== demo: verdict %s: %s" % (verdict["status"].upper(), verdict["summary"]))
 PY
+if [ "$playbook_rc" != 0 ]; then echo "demo: site.yml failed on some hosts (exit $playbook_rc); the report names them" >&2; fi
+exit "$playbook_rc"

@@ -47,8 +47,9 @@ def build(paths: Paths, hosts: list, *, auth: dict | None = None) -> dict:
             "ansible_ssh_common_args": ssh_args,
             "ansible_control_path_dir": str(paths.control_path_dir),
             "ansible_python_interpreter": "/usr/bin/python3",
+            # sshd gives each host its own $HOME; async_status must look where the job wrote.
+            "ansible_async_dir": str(files.home / ".ansible_async"),
             "sglang_docker_host": files.docker_host,
-            "sglang_image": config.IMAGE,
             **{var: str(files.state / rel) for var, rel in HOST_PATHS.items()},
             "simfleet_profile": host.profile,
             "simfleet_state_dir": str(files.state),
@@ -57,6 +58,8 @@ def build(paths: Paths, hosts: list, *, auth: dict | None = None) -> dict:
             host_vars[host.name]["sglang_container_registry_username"] = auth["username"]
             host_vars[host.name]["simfleet_registry_password_file"] = auth["password_file"]
     group_vars = {
+        # A group var, so that a play or an overlay inventory can point the fleet elsewhere.
+        "sglang_image": config.IMAGE,
         "simfleet_registry": config.REGISTRY,
         "simfleet_image_repository": f"{config.REGISTRY}/{config.IMAGE_REPOSITORY}",
     }

@@ -24,14 +24,15 @@ def host_vars(auth=None):
 def test_every_host_side_path_is_per_host():
     group = host_vars()["hosts"]
     assert list(group) == ["gpu01", "gpu02", "gpu03"]
-    per_host = ("sglang_docker_host", "simfleet_state_dir", "ansible_host", *inventory.HOST_PATHS)
+    per_host = ("sglang_docker_host", "simfleet_state_dir", "ansible_host", "ansible_async_dir", *inventory.HOST_PATHS)
     for key in per_host:
         values = [v[key] for v in group.values()]
         assert len(set(values)) == len(values), key
     gpu01 = group["gpu01"]
     assert gpu01["ansible_host"] == "10.213.77.11"
     assert gpu01["sglang_docker_host"] == "unix:///run/simfleet/gpu01/docker.sock"
-    assert gpu01["sglang_image"] == "10.213.77.1:5000/lmsysorg/sglang:v0.5.7-rocm700-mi30x"
+    assert host_vars()["vars"]["sglang_image"] == "10.213.77.1:5000/lmsysorg/sglang:v0.5.7-rocm700-mi30x"
+    assert "sglang_image" not in gpu01
     assert gpu01["ansible_python_interpreter"] == "/usr/bin/python3"
     assert "StrictHostKeyChecking=no" in gpu01["ansible_ssh_common_args"]
     assert "ControlPath=/run/" in gpu01["ansible_ssh_common_args"]
