@@ -10,7 +10,7 @@ export PATH="$venv/bin:$PATH"
 export PYTHONPATH="$top/tests${PYTHONPATH:+:$PYTHONPATH}"
 export ANSIBLE_COLLECTIONS_PATH="$top/.build"
 hosts=${SIMFLEET_HOSTS:-4}
-profiles=${SIMFLEET_PROFILES:-mi300x-8gpu,mi300x-8gpu,mi250-gfx90a,numa-balancing-on}
+profiles=${SIMFLEET_PROFILES:-mi300x-8gpu,numa-balancing-on,mi250-gfx90a,no-amdgpu}
 
 engine_started=0
 bed_up=0

@@ -1,0 +1,138 @@
+"""Verify the container and packages roles on three simulated hosts through `docker inspect`.
+
+gpu01: cookbook profile (privileged off in this sandbox), image through the registry mirror,
+HF token as a secret file. gpu02: hardened profile. gpu03: cookbook profile from a tarball.
+The side effect left per-host evidence of which containers a changed flag recreated.
+"""
+import json
+
+import pytest
+
+testinfra_hosts = ["ansible://simfleet_container"]
+LABEL = "io.sglang-rocm.fleet."
+TOKEN = "hf_molecule_not_a_real_token"
+
+
+@pytest.fixture(name="hostvars")
+def fixture_hostvars(host):
+    return host.ansible.get_variables()
+
+
+@pytest.fixture(name="name")
+def fixture_name(hostvars):
+    return hostvars.get("molecule_container_name", "molecule-container")
+
+
+def docker(host, hostvars, *args):
+    return host.check_output(" ".join(["docker", "-H", hostvars["sglang_docker_host"], *args]))
+
+
+@pytest.fixture(name="config")
+def fixture_config(host, hostvars, name):
+    return json.loads(docker(host, hostvars, "inspect", name))[0]
+
+
+@pytest.fixture(name="evidence")
+def fixture_evidence(host, hostvars):
+    return json.loads(host.file(hostvars["simfleet_state_dir"] + "/molecule-container-evidence.json").content_string)
+
+
+def devices(config):
+    return {d["PathInContainer"]: d["PathOnHost"] for d in config["HostConfig"]["Devices"]}
+
+
+def env(config):
+    return dict(item.split("=", 1) for item in config["Config"]["Env"])
+
+
+def is_host(host, *names):
+    return host.backend.get_hostname() in names
+
+
+def test_running_labelled_and_kept_alive(config):
+    assert config["State"]["Running"]
+    labels = config["Config"]["Labels"]
+    assert labels[LABEL + "managed"] == "true"
+    assert len(labels[LABEL + "config-hash"]) == 64
+    assert config["Config"]["Cmd"] == ["/bin/bash"]
+    assert config["Config"]["Tty"] is True and config["Config"]["OpenStdin"] is True
+    assert config["HostConfig"]["IpcMode"] == "host" and config["HostConfig"]["NetworkMode"] == "host"
+    assert "seccomp=unconfined" in config["HostConfig"]["SecurityOpt"]
+    assert config["HostConfig"]["Privileged"] is False  # refused by this kernel; see the unit tests
+
+
+def test_cookbook_flags(host, config, hostvars):
+    if not is_host(host, "gpu01", "gpu03"):
+        pytest.skip("cookbook hosts only")
+    dev_root = hostvars["sglang_preflight_dev_root"]
+    assert config["Config"]["Labels"][LABEL + "profile"] == "cookbook"
+    assert sorted(config["HostConfig"]["CapAdd"]) == ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]
+    assert devices(config) == {"/dev/kfd": dev_root + "/kfd", "/dev/dri": dev_root + "/dri",
+                               "/dev/mem": dev_root + "/mem"}
+    assert config["HostConfig"]["GroupAdd"] == ["video"]
+    assert "/:/work:rw" in config["HostConfig"]["Binds"] or "/:/work" in config["HostConfig"]["Binds"]
+    assert env(config)["SHELL"] == "/bin/bash"
+
+
+def test_hardened_flags(host, config, hostvars):
+    if not is_host(host, "gpu02"):
+        pytest.skip("hardened host only")
+    hc = config["HostConfig"]
+    assert config["Config"]["Labels"][LABEL + "profile"] == "hardened"
+    assert hc["CapAdd"] == ["CAP_SYS_PTRACE"]
+    assert set(devices(config)) == {"/dev/kfd", "/dev/dri"}
+    video = host.check_output("getent group video | cut -d: -f3")
+    assert video in hc["GroupAdd"] and all(g.isdigit() for g in hc["GroupAdd"])
+    # only the cache and the results directory, never the host root
+    cache, results = hostvars["sglang_cache_dir"], hostvars["sglang_container_results_dir"]
+    assert sorted(hc["Binds"]) == sorted(["%s:%s:rw" % (cache, cache), "%s:%s:rw" % (results, results)])
+    assert hc["ShmSize"] == 16 * 1024 ** 3
+    assert {u["Name"] for u in hc["Ulimits"]} == {"memlock", "stack"}
+
+
+def test_cache_is_mounted_and_used(config, hostvars):
+    cache = hostvars["sglang_cache_dir"]
+    assert "%s:%s:rw" % (cache, cache) in config["HostConfig"]["Binds"]
+    assert env(config)["HF_HOME"] == cache + "/huggingface"
+    assert env(config)["AITER_JIT_DIR"] == cache + "/aiter-jit"
+
+
+def test_image_source(host, config, hostvars):
+    image = config["Config"]["Image"]
+    registry = hostvars["simfleet_registry"]
+    assert image == registry + "/lmsysorg/sglang:v0.5.7-rocm700-mi30x"
+    info = json.loads(docker(host, hostvars, "image", "inspect", image))[0]
+    assert info["Id"] == config["Image"]
+    if is_host(host, "gpu03"):
+        assert not info["RepoDigests"]  # loaded from the tarball, never pulled
+    else:
+        assert info["RepoDigests"]
+
+
+def test_hf_token_is_a_read_only_file_never_in_inspect(host, config, hostvars, name):
+    if not is_host(host, "gpu01"):
+        pytest.skip("the host with a token")
+    secrets = hostvars["sglang_container_secrets_dir"]
+    assert TOKEN not in json.dumps(config)
+    assert env(config)["HF_TOKEN_PATH"] == "/run/sglang-secrets/hf_token"
+    assert "%s:/run/sglang-secrets:ro" % secrets in config["HostConfig"]["Binds"]
+    token_file = host.file(secrets + "/hf_token")
+    assert token_file.mode == 0o600 and host.file(secrets).mode == 0o700
+    assert docker(host, hostvars, "exec", name, "cat", "/run/sglang-secrets/hf_token") == TOKEN
+
+
+def test_packages_import_inside_the_container(host, hostvars, name):
+    out = docker(host, hostvars, "exec", name, "python3", "-c",
+                 "'import sentencepiece, tiktoken; print(\"ok\")'")
+    assert out == "ok"
+
+
+def test_changed_flag_recreated_only_the_touched_containers(host, evidence):
+    if is_host(host, "gpu01"):
+        assert evidence["before"] != evidence["after"] and "/dev/mem" not in evidence["devices"]
+    elif is_host(host, "gpu02"):
+        assert evidence["before"] != evidence["after"]
+        assert not any(item.startswith("MOLECULE_MARKER=") for item in evidence["env"])
+    else:
+        assert evidence["before"] == evidence["after"]
+    assert evidence["loaded_again"] is False and evidence["pulled_again"] is False

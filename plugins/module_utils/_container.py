@@ -1,0 +1,471 @@
+# Copyright: contributors to sglang_rocm.fleet
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+#
+# PRIVATE: this module_utils file is for sglang_rocm.fleet's own modules only; it is not a
+# public API and may change without notice.
+"""Pure logic of the container role: image references, profiles, the docker_container spec.
+
+Nothing here touches the host or Docker. The container_prepare module feeds it what it read
+(device nodes, group ids, docker_host_info lists) and turns SpecError into a failure message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+LABEL_PREFIX = "io.sglang-rocm.fleet."
+MANAGED_LABEL = LABEL_PREFIX + "managed"
+HASH_LABEL = LABEL_PREFIX + "config-hash"
+PROFILE_LABEL = LABEL_PREFIX + "profile"
+
+SECRETS_MOUNT = "/run/sglang-secrets"
+HF_TOKEN_FILE = "hf_token"
+
+# The published recipe's `docker run` flags, and nothing else (DESIGN.md step 2):
+#   docker run -d -it --ipc=host --network=host --privileged --cap-add=CAP_SYS_ADMIN
+#     --device=/dev/kfd --device=/dev/dri --device=/dev/mem --group-add video
+#     --cap-add=SYS_PTRACE --security-opt seccomp=unconfined -v /:/work -e SHELL=/bin/bash
+#     --name Kimi-linear IMAGE /bin/bash
+# `-d -it` plus /bin/bash is the keep-alive: an interactive shell on a tty never exits.
+PROFILES = {
+    "cookbook": {
+        "privileged": True,
+        "ipc_mode": "host",
+        "network_mode": "host",
+        "capabilities": ["SYS_ADMIN", "SYS_PTRACE"],
+        "devices": ["/dev/kfd", "/dev/dri", "/dev/mem"],
+        "groups": ["video"],
+        "security_opts": ["seccomp=unconfined"],
+        "volumes": ["/:/work"],
+        "shm_size": None,
+        "ulimits": [],
+        "command": ["/bin/bash"],
+        "env": {"SHELL": "/bin/bash"},
+        # the recipe passes the name; names resolve against the image's /etc/group
+        "numeric_groups": False,
+    },
+    # Least privilege that still runs SGLang on ROCm: no --privileged, no host root, no /dev/mem,
+    # ptrace for profilers only, DRM groups by the host's numeric GIDs (the image's names differ).
+    "hardened": {
+        "privileged": False,
+        "ipc_mode": "host",
+        "network_mode": "host",
+        "capabilities": ["SYS_PTRACE"],
+        "devices": ["/dev/kfd", "/dev/dri"],
+        "groups": ["video", "render"],
+        "security_opts": ["seccomp=unconfined"],
+        "volumes": [],
+        "shm_size": "16G",
+        "ulimits": ["memlock:-1:-1", "stack:67108864:67108864"],
+        "command": ["/bin/bash"],
+        "env": {"SHELL": "/bin/bash"},
+        "numeric_groups": True,
+    },
+}
+
+# Flags a variable may override (sglang_container_<flag>); None keeps the profile's value.
+OVERRIDABLE = ("privileged", "ipc_mode", "network_mode", "capabilities", "devices", "groups",
+               "security_opts", "volumes", "shm_size", "ulimits", "command")
+
+# docker_container options that sglang_container_extra_options may set. Everything the role owns
+# (name, image, state, comparisons, env, labels, and the flags above) is refused there so a value
+# never has two sources. The role's docker_container task passes exactly these through.
+EXTRA_OPTIONS = ("restart_policy", "restart_retries", "stop_timeout", "stop_signal", "init",
+                 "user", "working_dir", "hostname", "log_driver", "log_options", "healthcheck",
+                 "sysctls", "tmpfs", "memory", "memory_reservation", "cpus", "cpuset_cpus",
+                 "cpuset_mems", "pid_mode", "device_cgroup_rules", "device_requests",
+                 "entrypoint", "cap_drop", "oom_score_adj", "runtime", "labels", "etc_hosts",
+                 "read_only", "pids_limit")
+
+SHELL_BAD = set(" \t\r\n\v\f;&|<>$`\\\"'(){}[]*?!~#%^,=+")
+
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = _ALNUM + r"(?:" + _SEPARATOR + _ALNUM + r")*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = _DOMAIN_COMPONENT + r"(?:\." + _DOMAIN_COMPONENT + r")*(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_REFERENCE_RE = re.compile(
+    r"^(?P<name>(?:" + _DOMAIN + r"/)?" + _PATH_COMPONENT + r"(?:/" + _PATH_COMPONENT + r")*)"
+    r"(?::(?P<tag>" + _TAG + r"))?(?:@(?P<digest>" + _DIGEST + r"))?$")
+_MIRROR_RE = re.compile(r"^" + _DOMAIN + r"(?:/" + _PATH_COMPONENT + r")*$")
+_SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_DOMAIN = "docker.io"
+
+
+class SpecError(ValueError):
+    """Bad input; the message says what was seen, what was expected and which variable fixes it."""
+
+
+def _bad_chars(text):
+    return sorted(set(ch for ch in text if ch in SHELL_BAD or not ch.isprintable()))
+
+
+def parse_image_ref(ref, variable="sglang_image"):
+    """Split an image reference into domain, path, tag and digest, as Docker's grammar does."""
+    if not isinstance(ref, str) or not ref:
+        raise SpecError("%s is empty; expected an image reference such as "
+                        "lmsysorg/sglang:v0.5.7-rocm700-mi30x" % variable)
+    bad = _bad_chars(ref)
+    if bad:
+        raise SpecError("%s=%r contains %s (whitespace or shell metacharacters); an image reference "
+                        "is [registry[:port]/]repository[:tag][@sha256:digest]"
+                        % (variable, ref, ", ".join(repr(c) for c in bad)))
+    match = _REFERENCE_RE.match(ref)
+    if not match or len(match.group("name")) > 255:
+        raise SpecError("%s=%r is not a valid image reference; expected "
+                        "[registry[:port]/]repository[:tag][@sha256:digest] with a lower-case "
+                        "repository" % (variable, ref))
+    name = match.group("name")
+    first, sep, rest = name.partition("/")
+    # Docker's rule: a first component with '.', ':' or upper case, or "localhost", is a registry
+    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        domain, path = first, rest
+    else:
+        domain, path = DEFAULT_DOMAIN, name
+    return {"domain": domain, "path": path, "tag": match.group("tag"),
+            "digest": match.group("digest")}
+
+
+def familiar_name(domain, path):
+    """Repository name as Docker shows it in RepoTags (docker.io and library/ dropped)."""
+    if domain == DEFAULT_DOMAIN:
+        if path.startswith("library/") and path.count("/") == 1:
+            return path[len("library/"):]
+        return path
+    return domain + "/" + path
+
+
+def resolve_image(ref, mirror="", digest=""):
+    """The reference the host pulls and runs, after the mirror rewrite and the digest pin.
+
+    Returns a dict: ``reference`` (familiar form, what docker_container and docker_image_pull get),
+    ``repository``, ``tag``, ``digest`` and ``registry`` (where the pull goes).
+    A pinned digest drops the tag: Docker pulls by digest and records no tag for it.
+    """
+    parsed = parse_image_ref(ref)
+    if digest:
+        if not _SHA256_RE.match(digest):
+            raise SpecError("sglang_container_image_digest=%r is not a sha256 digest; expected "
+                            "sha256: followed by 64 lower-case hex digits" % (digest,))
+        if parsed["digest"] and parsed["digest"] != digest:
+            raise SpecError("sglang_image pins %s but sglang_container_image_digest is %s; set only "
+                            "one of them" % (parsed["digest"], digest))
+    digest = digest or parsed["digest"]
+    domain, path = parsed["domain"], parsed["path"]
+    if mirror:
+        if _bad_chars(mirror) or not _MIRROR_RE.match(mirror.rstrip("/")):
+            raise SpecError("sglang_container_registry_mirror=%r is not a registry prefix; expected "
+                            "host[:port][/path], for example registry.example.com:5000"
+                            % (mirror,))
+        if domain == DEFAULT_DOMAIN and "/" not in path:
+            path = "library/" + path
+        mirror = mirror.rstrip("/")
+        domain, _sep, prefix = mirror.partition("/")
+        if prefix:
+            path = prefix + "/" + path
+    repository = familiar_name(domain, path)
+    tag = None if digest else (parsed["tag"] or "latest")
+    reference = repository + ("@" + digest if digest else ":" + tag)
+    return {"reference": reference, "repository": repository, "tag": tag, "digest": digest,
+            "registry": domain}
+
+
+def archive_host_path(source, archive, sha256, remote_src, staging_dir):
+    """Host path of the image tarball, after checking the archive inputs ('' for a registry)."""
+    if source != "archive":
+        return ""
+    if not archive:
+        raise SpecError("sglang_container_image_source is archive but sglang_container_image_archive "
+                        "is empty; set it to the image tarball (docker save output)")
+    text = (sha256 or "").strip().lower()
+    if text.startswith("sha256:"):
+        text = text[len("sha256:"):]
+    if not re.match(r"^[0-9a-f]{64}$", text):
+        raise SpecError("sglang_container_image_archive_sha256=%r is not a sha256 (64 hex digits); "
+                        "the archive is loaded only after its checksum matched" % (sha256,))
+    if remote_src:
+        _check_path(archive, "sglang_container_image_archive")
+        return archive
+    _check_path(staging_dir, "sglang_container_staging_dir")
+    return staging_dir.rstrip("/") + "/" + archive.rstrip("/").rsplit("/", 1)[-1]
+
+
+def find_image(images, resolved):
+    """The docker_host_info image entry that carries the resolved reference, or None."""
+    for image in images or []:
+        if resolved["digest"]:
+            names = image.get("RepoDigests") or []
+        else:
+            names = image.get("RepoTags") or []
+        if resolved["reference"] in names:
+            return image
+    return None
+
+
+def image_facts(image, resolved, source):
+    """Host facts recorded for the image: reference, ID and the registry digest when known."""
+    digest = resolved.get("digest")
+    repo_digests = list((image or {}).get("RepoDigests") or [])
+    if not digest:
+        for entry in repo_digests:
+            repo, _sep, found = entry.partition("@")
+            if repo == resolved["repository"]:
+                digest = found
+                break
+    return {"reference": resolved["reference"], "source": source,
+            "id": (image or {}).get("Id"), "digest": digest if image else resolved.get("digest"),
+            "repo_digests": repo_digests}
+
+
+def find_container(containers, name):
+    """The docker_host_info container entry whose name is exactly NAME (the filter is a regex)."""
+    for container in containers or []:
+        if "/" + name in (container.get("Names") or []):
+            return container
+    return None
+
+
+def existing_state(container):
+    if container is None:
+        return {"exists": False, "managed": False, "config_hash": None, "image": None,
+                "state": None}
+    labels = container.get("Labels") or {}
+    return {"exists": True, "managed": labels.get(MANAGED_LABEL) == "true",
+            "config_hash": labels.get(HASH_LABEL), "image": container.get("Image"),
+            "state": container.get("State")}
+
+
+def adoption_error(name, existing):
+    """Message for a container of our name that we did not create (the recipe's, typically)."""
+    return ("a container named %r already exists (image %s, %s) without the label %s=true, "
+            "so this collection did not create it; it is typically the hand-run recipe's container "
+            "and may be serving. It was left untouched. To put it under management set "
+            "sglang_container_adopt: true: it is then removed and recreated from the configured "
+            "image and profile (a server running in it stops; anything pip-installed in it by hand "
+            "is lost; the host cache survives). Or set sglang_container_name to another name."
+            % (name, existing["image"], existing["state"], MANAGED_LABEL))
+
+
+def normalize_capability(cap):
+    """CAP_SYS_ADMIN, sys_admin and SYS_ADMIN name one capability; Docker stores the string as
+    given, so the spec always uses the docker CLI's canonical form (CAP_ prefix, upper case)."""
+    text = str(cap).strip().upper()
+    if text == "ALL":
+        return text
+    if not re.match(r"^(CAP_)?[A-Z_]+$", text):
+        raise SpecError("capability %r is not a Linux capability name (for example SYS_PTRACE)"
+                        % (cap,))
+    return text if text.startswith("CAP_") else "CAP_" + text
+
+
+def profile_flags(profile, overrides=None):
+    """The profile's flags with every non-None override applied (pure; no host lookups)."""
+    if profile not in PROFILES:
+        raise SpecError("sglang_container_profile=%r is not a known profile; choose one of %s"
+                        % (profile, ", ".join(sorted(PROFILES))))
+    flags = dict(PROFILES[profile])
+    for key, value in (overrides or {}).items():
+        if key not in OVERRIDABLE:
+            raise SpecError("unknown container flag override %r; overridable flags are %s"
+                            % (key, ", ".join(OVERRIDABLE)))
+        if value is not None:
+            flags[key] = value
+    return flags
+
+
+def device_mappings(devices, dev_root="/dev"):
+    """(host path, container path, permissions) for each device entry.
+
+    An entry that is a container path under /dev (``/dev/kfd``) is read from the host under
+    ``dev_root`` (``<dev_root>/kfd``), so a host tree mounted elsewhere, or the test bed's fake
+    one, works; an explicit ``host:container[:perms]`` entry is taken literally.
+    """
+    root = (dev_root or "/dev").rstrip("/")
+    if not root.startswith("/"):
+        raise SpecError("sglang_container_dev_root=%r must be an absolute directory other than /, "
+                        "the host's /dev or the tree that stands for it" % (dev_root,))
+    out = []
+    for entry in devices or []:
+        if not isinstance(entry, str) or not entry or _bad_chars(entry):
+            raise SpecError("device entry %r is not a path; expected /dev/NAME or "
+                            "HOST:CONTAINER[:rwm]" % (entry,))
+        parts = entry.split(":")
+        if len(parts) == 1:
+            target = parts[0]
+            if target != "/dev" and not target.startswith("/dev/"):
+                raise SpecError("device %r is not under /dev; give HOST:CONTAINER to pass a node "
+                                "from elsewhere" % (entry,))
+            source = root + target[len("/dev"):]
+            out.append((source, target, "rwm"))
+        elif len(parts) in (2, 3):
+            perms = parts[2] if len(parts) == 3 else "rwm"
+            if not parts[0].startswith("/") or not parts[1].startswith("/") or \
+                    not re.match(r"^[rwm]{1,3}$", perms):
+                raise SpecError("device entry %r is not HOST:CONTAINER[:rwm] with absolute paths"
+                                % (entry,))
+            out.append((parts[0], parts[1], perms))
+        else:
+            raise SpecError("device entry %r has too many ':' parts; expected HOST:CONTAINER[:rwm]"
+                            % (entry,))
+    return out
+
+
+def resolve_groups(groups, numeric, lookup):
+    """Group names to the host's GIDs when ``numeric``; ``lookup(name)`` returns a GID or None.
+
+    Returns (groups, warnings). A name the host does not know is left out with a warning: the
+    group that owns the device nodes is the one that matters, and older hosts have no ``render``.
+    """
+    out, warnings = [], []
+    for group in groups or []:
+        text = str(group).strip()
+        if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", text):
+            raise SpecError("group %r is not a group name or numeric GID" % (group,))
+        if text.isdigit() or not numeric:
+            value = text
+        else:
+            gid = lookup(text)
+            if gid is None:
+                warnings.append("group %r does not exist on this host, so it is not added to the "
+                                "container; set sglang_container_groups if the GPU device nodes "
+                                "belong to another group" % text)
+                continue
+            value = str(gid)
+        if value not in out:
+            out.append(value)
+    return out, warnings
+
+
+def _check_path(path, variable):
+    if not isinstance(path, str) or not path.startswith("/") or ":" in path or _bad_chars(path):
+        raise SpecError("%s=%r must be an absolute host path without ':', whitespace or shell "
+                        "metacharacters" % (variable, path))
+
+
+def _env_text(key, value):
+    if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        raise SpecError("container environment variable name %r is invalid" % (key,))
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+        raise SpecError("container environment value of %s is %r; quote it so it is a string "
+                        "(for example \"1\" or \"true\")" % (key, value))
+    return str(value)
+
+
+def collection_mounts(cache_dir, cache_mount=True, cache_env=None, results_dir="",
+                      secrets_dir="", secret_names=()):
+    """Mounts and environment the collection adds to every profile.
+
+    The cache and results directories are mounted at the same path inside the container, so a
+    path means the same thing on the host and in the container (the packages role stages its
+    wheelhouse under the cache this way). Secrets are a read-only directory, never environment.
+    """
+    volumes, env = [], {}
+    if cache_mount:
+        _check_path(cache_dir, "sglang_cache_dir")
+        volumes.append("%s:%s:rw" % (cache_dir, cache_dir))
+        for key, value in (cache_env or {}).items():
+            env[key] = _env_text(key, value)
+    if results_dir:
+        _check_path(results_dir, "sglang_container_results_dir")
+        volumes.append("%s:%s:rw" % (results_dir, results_dir))
+    if secret_names:
+        _check_path(secrets_dir, "sglang_container_secrets_dir")
+        volumes.append("%s:%s:ro" % (secrets_dir, SECRETS_MOUNT))
+        if HF_TOKEN_FILE in secret_names:
+            env["HF_TOKEN_PATH"] = SECRETS_MOUNT + "/" + HF_TOKEN_FILE
+    return volumes, env
+
+
+def validate_secret_names(names):
+    for name in names:
+        if not _SECRET_NAME_RE.match(str(name)):
+            raise SpecError("secret file name %r is invalid; use letters, digits, '.', '_' and '-'"
+                            % (name,))
+
+
+def _check_extra_options(extra):
+    owned = set(OVERRIDABLE) | {"name", "image", "state", "env", "comparisons", "docker_host",
+                                "pull", "recreate", "restart", "detach", "interactive", "tty"}
+    for key in extra:
+        if key in owned:
+            hint = ("sglang_container_" + key) if key in OVERRIDABLE else "the role"
+            raise SpecError("sglang_container_extra_options sets %r, which is owned by %s; set it "
+                            "there instead" % (key, hint))
+        if key not in EXTRA_OPTIONS:
+            raise SpecError("sglang_container_extra_options has %r, which the role does not pass to "
+                            "docker_container; supported keys: %s" % (key, ", ".join(EXTRA_OPTIONS)))
+    labels = extra.get("labels") or {}
+    for key in labels:
+        if str(key).startswith(LABEL_PREFIX):
+            raise SpecError("label %r is reserved for the collection's own labels" % (key,))
+
+
+def config_hash(params):
+    """sha256 of the canonical JSON of the docker_container parameters (hash label excluded)."""
+    data = dict(params)
+    labels = dict(data.get("labels") or {})
+    labels.pop(HASH_LABEL, None)
+    data["labels"] = labels
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def container_params(name, image, flags, devices, groups, mounts=(), mount_env=None,
+                     user_env=None, extra_options=None, profile=""):
+    """docker_container parameters: profile flags, collection mounts, the user's env and extras.
+
+    ``devices`` is the output of device_mappings and ``groups`` of resolve_groups. The container's
+    environment is the profile's, then the collection's (cache, secret paths), then the user's
+    sglang_container_env, which wins.
+    """
+    extra = dict(extra_options or {})
+    _check_extra_options(extra)
+    env = {}
+    for source in (flags.get("env") or {}, mount_env or {}, user_env or {}):
+        for key, value in source.items():
+            env[key] = _env_text(key, value)
+    command = flags["command"]
+    if isinstance(command, str):
+        command = [command]
+    if not command or not all(isinstance(item, str) and item for item in command):
+        raise SpecError("sglang_container_command must be a non-empty list of strings; the recipe "
+                        "keeps the container alive with [\"/bin/bash\"] on a tty")
+    volumes = []
+    for volume in list(flags.get("volumes") or []) + list(mounts):
+        if not isinstance(volume, str) or _bad_chars(volume) or ":" not in volume:
+            raise SpecError("volume %r is not HOST:CONTAINER[:ro|rw]" % (volume,))
+        if volume not in volumes:
+            volumes.append(volume)
+    params = {
+        "name": name,
+        "image": image,
+        "command": list(command),
+        "detach": True,
+        "interactive": True,
+        "tty": True,
+        "privileged": bool(flags["privileged"]),
+        "ipc_mode": flags["ipc_mode"],
+        "network_mode": flags["network_mode"],
+        "capabilities": sorted(set(normalize_capability(c) for c in flags.get("capabilities") or [])),
+        "devices": ["%s:%s:%s" % device for device in devices],
+        "groups": list(groups),
+        "security_opts": list(flags.get("security_opts") or []),
+        "volumes": volumes,
+        "env": env,
+    }
+    if flags.get("shm_size"):
+        params["shm_size"] = str(flags["shm_size"])
+    if flags.get("ulimits"):
+        params["ulimits"] = [str(item) for item in flags["ulimits"]]
+    labels = {str(k): str(v) for k, v in (extra.pop("labels", None) or {}).items()}
+    labels[MANAGED_LABEL] = "true"
+    labels[PROFILE_LABEL] = profile
+    params.update(extra)
+    params["labels"] = labels
+    params["labels"][HASH_LABEL] = config_hash(params)
+    return params

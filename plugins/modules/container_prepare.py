@@ -1,0 +1,434 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to sglang_rocm.fleet
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: container_prepare
+short_description: Check the SGLang container inputs against the host and build its docker_container spec
+version_added: 0.1.0
+description:
+  - Runs on the GPU host before the image or the container is touched. It validates every input
+    of the C(sglang_rocm.fleet.container) role (profile, image reference, mirror, digest, devices,
+    groups, extra options), reads the host (device nodes under O(dev_root), numeric group ids) and
+    the Docker state handed over from M(community.docker.docker_host_info), and fails with one
+    clear message before anything changes.
+  - It resolves the image reference (mirror rewrite, digest pin), decides whether the image must
+    be pulled or loaded, refuses to replace a container of the same name that the collection did
+    not create unless O(adopt=true), and returns the exact parameters for
+    M(community.docker.docker_container), including a C(io.sglang-rocm.fleet.config-hash) label.
+  - With O(state=present) it then creates the cache, results and secrets directories and writes
+    the secret files (mode 0600, in a 0700 directory mounted read-only into the container).
+    Secret values never reach the container's environment or a command line.
+  - The pure logic lives in C(plugins/module_utils/_container.py).
+author:
+  - sglang_rocm.fleet contributors (!UNKNOWN)
+attributes:
+  check_mode:
+    support: full
+    description: Validation and the spec are computed for real; directories and secret files are only reported.
+  diff_mode:
+    support: full
+    description: The diff lists the host paths that are created, rewritten or removed (never secret contents).
+  idempotent:
+    support: full
+    description: A second run with the same inputs changes nothing.
+options:
+  state:
+    description: V(present) plans a running container, V(absent) plans the removal of ours.
+    type: str
+    choices: [present, absent]
+    default: present
+  name:
+    description: Container name.
+    type: str
+    required: true
+  image:
+    description: Image reference as configured (C(sglang_image)).
+    type: str
+    required: true
+  image_source:
+    description: Where the image comes from.
+    type: str
+    choices: [registry, archive]
+    default: registry
+  registry_mirror:
+    description: Registry prefix (V(host[:port][/path])) that replaces the image's registry.
+    type: str
+    default: ""
+  image_digest:
+    description: V(sha256:...) digest the image is pinned to; the tag is then not used.
+    type: str
+    default: ""
+  pull:
+    description: V(missing) pulls only when the image is absent, V(always) on every run.
+    type: str
+    choices: [missing, always]
+    default: missing
+  profile:
+    description: Flag profile, V(cookbook) (the recipe's flags) or V(hardened).
+    type: str
+    default: cookbook
+  overrides:
+    description:
+      - Per-flag overrides of the profile; keys C(privileged), C(ipc_mode), C(network_mode),
+        C(capabilities), C(devices), C(groups), C(security_opts), C(volumes), C(shm_size),
+        C(ulimits), C(command). A V(null) value keeps the profile's.
+    type: dict
+    default: {}
+  extra_options:
+    description: Further M(community.docker.docker_container) options from an allow-list.
+    type: dict
+    default: {}
+  env:
+    description: The container's environment (C(sglang_container_env)); it wins over the profile's.
+    type: dict
+    default: {}
+  archive:
+    description: With O(image_source=archive), the tarball path (controller path, or host path with O(archive_remote_src)).
+    type: str
+    default: ""
+  archive_sha256:
+    description: Expected sha256 of the tarball; required with O(image_source=archive).
+    type: str
+    default: ""
+  archive_remote_src:
+    description: O(archive) is a path on the host already.
+    type: bool
+    default: false
+  staging_dir:
+    description: Host directory (0700) that receives the copied tarball; created only when a load is needed.
+    type: path
+    default: /var/lib/sglang-rocm/images
+  dev_root:
+    description: Where the host's /dev is read (a fake tree in the test bed).
+    type: path
+    default: /dev
+  cache_dir:
+    description: Host cache directory, mounted at the same path inside the container.
+    type: path
+    required: true
+  cache_mount:
+    description: Mount O(cache_dir) and set O(cache_env).
+    type: bool
+    default: true
+  cache_env:
+    description: Environment pointing the caches (Hugging Face, AITER JIT, Triton) into O(cache_dir).
+    type: dict
+    default: {}
+  results_dir:
+    description: Host results directory mounted at the same path; empty for none.
+    type: str
+    default: ""
+  secrets_dir:
+    description: Host directory (mode 0700) for the secret files, mounted read-only at /run/sglang-secrets.
+    type: str
+    default: ""
+  secrets:
+    description: Secret files, name to content, written 0600 into O(secrets_dir).
+    type: dict
+    default: {}
+  hf_token:
+    description: Hugging Face token; written as the secret file C(hf_token) and announced by C(HF_TOKEN_PATH).
+    type: str
+    default: ""
+  host:
+    description: Host name used in messages (the inventory name); defaults to the node name.
+    type: str
+    default: ""
+  adopt:
+    description: Take over an existing container of the same name that lacks the collection's label.
+    type: bool
+    default: false
+  containers:
+    description: The C(containers) list of M(community.docker.docker_host_info) (verbose).
+    type: list
+    elements: dict
+    default: []
+  images:
+    description: The C(images) list of M(community.docker.docker_host_info) (verbose).
+    type: list
+    elements: dict
+    default: []
+notes:
+  - Group names of the V(hardened) profile are resolved to this host's numeric GIDs; a name the host
+    does not know is skipped with a warning.
+"""
+
+EXAMPLES = r"""
+- name: Plan the container from the host's Docker state
+  sglang_rocm.fleet.container_prepare:
+    name: Kimi-linear
+    image: lmsysorg/sglang:v0.5.7-rocm700-mi30x
+    profile: hardened
+    cache_dir: /var/cache/sglang
+    containers: "{{ docker_state.containers }}"
+    images: "{{ docker_state.images }}"
+  register: plan
+"""
+
+RETURN = r"""
+image:
+  description: The resolved image.
+  returned: always
+  type: dict
+  sample: {"reference": "lmsysorg/sglang:v0.5.7-rocm700-mi30x", "repository": "lmsysorg/sglang",
+           "tag": "v0.5.7-rocm700-mi30x", "digest": null, "registry": "docker.io"}
+image_present:
+  description: Whether the resolved image is already on the host.
+  returned: always
+  type: bool
+need_pull:
+  description: Whether the role must pull (registry source, image absent or pull=always).
+  returned: always
+  type: bool
+need_load:
+  description: Whether the role must load the archive (archive source, image absent).
+  returned: always
+  type: bool
+archive_path:
+  description: Host path of the tarball to verify and load (archive source only).
+  returned: always
+  type: str
+existing:
+  description: The container of that name as found (exists, managed, config_hash, image, state).
+  returned: always
+  type: dict
+remove:
+  description: With state=absent, whether the container is ours and must be removed.
+  returned: always
+  type: bool
+container:
+  description: Parameters for community.docker.docker_container (state=present).
+  returned: when state is present
+  type: dict
+config_hash:
+  description: The config-hash label value of the planned container.
+  returned: when state is present
+  type: str
+paths:
+  description: Host paths created or rewritten (or that would be in check mode).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import grp
+import os
+import stat
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _container as C
+
+
+def check_devices(mappings):
+    """Each device source must exist on the host as a character node or a directory of them."""
+    for source, target, _perms in mappings:
+        try:
+            mode = os.stat(source).st_mode
+        except OSError as exc:
+            raise C.SpecError(
+                "device %s (for %s in the container) is missing on this host: %s. The GPU driver "
+                "may not be loaded or the node may not exist; run the preflight role "
+                "(sglang_rocm.fleet.preflight) for a diagnosis, or set sglang_container_devices to "
+                "the devices this host has (sglang_container_dev_root says where /dev is read)"
+                % (source, target, exc.strerror or exc))
+        if not (stat.S_ISCHR(mode) or stat.S_ISDIR(mode)):
+            raise C.SpecError("device %s (for %s) exists but is not a character device or a "
+                              "directory of them" % (source, target))
+
+
+def gid_of(name):
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+class HostPaths:
+    """Directories and secret files, created only after every check passed."""
+
+    def __init__(self, module):
+        self.module = module
+        self.changed_paths = []
+        self.lines = []
+
+    def _note(self, action, path):
+        self.changed_paths.append(path)
+        self.lines.append("%s %s\n" % (action, path))
+
+    def directory(self, path, mode, enforce_mode=False):
+        if os.path.isdir(path):
+            if enforce_mode and stat.S_IMODE(os.stat(path).st_mode) != mode:
+                self._note("chmod %o" % mode, path)
+                if not self.module.check_mode:
+                    os.chmod(path, mode)
+            return
+        if os.path.exists(path):
+            self.module.fail_json(msg="%s exists on the host but is not a directory" % path)
+        self._note("create directory", path)
+        if not self.module.check_mode:
+            os.makedirs(path, mode)
+            os.chmod(path, mode)
+
+    def remove(self, path):
+        if os.path.lexists(path):
+            self._note("remove", path)
+            if not self.module.check_mode:
+                os.unlink(path)
+
+    def secret(self, directory, name, content):
+        path = os.path.join(directory, name)
+        data = content.encode("utf-8")
+        try:
+            with open(path, "rb") as handle:
+                same = handle.read() == data
+            same = same and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        except OSError:
+            same = False
+        if same:
+            return
+        self._note("write secret file (0600)", path)
+        if self.module.check_mode:
+            return
+        # write-then-rename inside the mounted directory: the container sees the new file
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % name)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+
+
+def run(module):
+    p = module.params
+    warnings = []
+    resolved = C.resolve_image(p["image"], p["registry_mirror"], p["image_digest"])
+    image = C.find_image(p["images"], resolved)
+    existing = C.existing_state(C.find_container(p["containers"], p["name"]))
+    result = {
+        "changed": False,
+        "image": resolved,
+        "image_present": image is not None,
+        "need_pull": p["image_source"] == "registry" and (image is None or p["pull"] == "always"),
+        "need_load": p["image_source"] == "archive" and image is None,
+        "existing": existing,
+        "remove": False,
+        "paths": [],
+    }
+    result["archive_path"] = C.archive_host_path(
+        p["image_source"], p["archive"], p["archive_sha256"], p["archive_remote_src"],
+        p["staging_dir"]) if p["state"] == "present" else ""
+    if image is not None:
+        result["ansible_facts"] = {
+            "sglang_container_image_facts": C.image_facts(image, resolved, p["image_source"])}
+
+    secrets = dict(p["secrets"] or {})
+    if p["hf_token"]:
+        secrets[C.HF_TOKEN_FILE] = p["hf_token"]
+    C.validate_secret_names(secrets)
+    for name, content in secrets.items():
+        if not isinstance(content, str):
+            raise C.SpecError("secret %r must be a string" % (name,))
+    paths = HostPaths(module)
+
+    if p["state"] == "absent":
+        result["need_pull"] = result["need_load"] = False
+        result["remove"] = existing["exists"] and existing["managed"]
+        if existing["exists"] and not existing["managed"]:
+            warnings.append("container %r exists but carries no %s=true label, so it was not "
+                            "created by this collection and is left in place"
+                            % (p["name"], C.MANAGED_LABEL))
+        elif secrets:
+            # the secrets served only our container; do not leave them on the host
+            for name in sorted(secrets):
+                paths.remove(os.path.join(p["secrets_dir"], name))
+        return _finish(result, paths), warnings
+
+    flags = C.profile_flags(p["profile"], p["overrides"])
+    mappings = C.device_mappings(flags["devices"], p["dev_root"])
+    groups, group_warnings = C.resolve_groups(flags["groups"], flags["numeric_groups"], gid_of)
+    warnings.extend(group_warnings)
+    volumes, mount_env = C.collection_mounts(
+        p["cache_dir"], p["cache_mount"], p["cache_env"], p["results_dir"], p["secrets_dir"],
+        sorted(secrets))
+    params = C.container_params(
+        p["name"], resolved["reference"], flags, mappings, groups, volumes, mount_env, p["env"],
+        p["extra_options"], p["profile"])
+    check_devices(mappings)
+    if existing["exists"] and not existing["managed"] and not p["adopt"]:
+        raise C.SpecError(C.adoption_error(p["name"], existing))
+
+    if result["need_load"] and not p["archive_remote_src"]:
+        paths.directory(p["staging_dir"], 0o700)
+    if p["cache_mount"]:
+        paths.directory(p["cache_dir"], 0o755)
+    if p["results_dir"]:
+        paths.directory(p["results_dir"], 0o755)
+    if secrets:
+        paths.directory(p["secrets_dir"], 0o700, enforce_mode=True)
+        for name in sorted(secrets):
+            paths.secret(p["secrets_dir"], name, secrets[name])
+    result.update({"container": params, "config_hash": params["labels"][C.HASH_LABEL]})
+    return _finish(result, paths), warnings
+
+
+def _finish(result, paths):
+    result["paths"] = paths.changed_paths
+    result["changed"] = bool(paths.changed_paths)
+    if paths.changed_paths:
+        result["diff"] = {"before": "", "after": "".join(paths.lines)}
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            name=dict(type="str", required=True),
+            image=dict(type="str", required=True),
+            image_source=dict(type="str", default="registry", choices=["registry", "archive"]),
+            registry_mirror=dict(type="str", default=""),
+            image_digest=dict(type="str", default=""),
+            pull=dict(type="str", default="missing", choices=["missing", "always"]),
+            profile=dict(type="str", default="cookbook"),
+            overrides=dict(type="dict", default={}),
+            extra_options=dict(type="dict", default={}),
+            env=dict(type="dict", default={}),
+            archive=dict(type="str", default=""),
+            archive_sha256=dict(type="str", default=""),
+            archive_remote_src=dict(type="bool", default=False),
+            staging_dir=dict(type="path", default="/var/lib/sglang-rocm/images"),
+            dev_root=dict(type="path", default="/dev"),
+            cache_dir=dict(type="path", required=True),
+            cache_mount=dict(type="bool", default=True),
+            cache_env=dict(type="dict", default={}),
+            results_dir=dict(type="str", default=""),
+            secrets_dir=dict(type="str", default="", no_log=False),
+            secrets=dict(type="dict", default={}, no_log=True),
+            hf_token=dict(type="str", default="", no_log=True),
+            host=dict(type="str", default=""),
+            adopt=dict(type="bool", default=False),
+            containers=dict(type="list", elements="dict", default=[]),
+            images=dict(type="list", elements="dict", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result, warnings = run(module)
+    except C.SpecError as exc:
+        module.fail_json(msg="Host %s: %s" % (module.params["host"] or os.uname()[1], exc))
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

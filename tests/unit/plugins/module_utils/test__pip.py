@@ -1,0 +1,179 @@
+"""Unit tests of plugins/module_utils/_pip.py, the in-container pip helper of the packages role."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from unittest import mock
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _pip as P
+
+HELPER = P.__file__
+
+
+@pytest.mark.parametrize("text, name, key, spec", [
+    ("sentencepiece", "sentencepiece", "sentencepiece", ""),
+    ("tiktoken==0.14.0", "tiktoken", "tiktoken", "==0.14.0"),
+    ("Foo_Bar.baz >= 1.0, <2", "Foo_Bar.baz", "foo-bar-baz", ">=1.0,<2"),
+    ("requests[socks]~=2.31", "requests", "requests", "~=2.31"),
+])
+def test_parse_requirement(text, name, key, spec):
+    req = P.parse_requirement(text)
+    assert (req["name"], req["key"], req["spec"]) == (name, key, spec)
+
+
+@pytest.mark.parametrize("text", [
+    "tiktoken; rm -rf /", "--index-url=http://evil", "git+https://x/y.git", "./local.whl",
+    "tiktoken @ https://x/t.whl", "tiktoken==", "", "tiktoken; python_version>'3'",
+])
+def test_bad_requirements_are_refused(text):
+    with pytest.raises(P.PipError, match="sglang_packages_pip entry"):
+        P.parse_requirement(text)
+
+
+def test_duplicate_requirement():
+    with pytest.raises(P.PipError, match="names tiktoken twice"):
+        P.parse_requirements(["tiktoken", "TikToken>=0.5"])
+
+
+@pytest.mark.parametrize("spec, version, ok", [
+    ("", "1.0", True), ("==0.14.0", "0.14.0", True), ("==0.14.0", "0.14.1", False),
+    (">=0.2,<0.3", "0.2.1", True), ("~=2.31", "2.32.3", True), ("~=2.31", "3.0", False),
+    ("==2.*", "2.5", True), ("!=1.0", "1.0", False), ("==1.0", None, False),
+])
+def test_specifier_contains_both_implementations(spec, version, ok):
+    assert P.specifier_contains(spec, version) is ok
+    if version is not None and spec:
+        assert P._simple_contains(spec, version) is ok
+
+
+def test_plan_constraints_and_changes():
+    installed = {"tiktoken": ("tiktoken", "0.12.0"), "numpy": ("numpy", "2.4.6"),
+                 "torch": ("torch", "2.5.0+rocm6.4"), "sglang": ("sglang", "0.5.7")}
+    reqs = P.parse_requirements(["sentencepiece", "tiktoken==0.14.0", "numpy"])
+    rows = P.plan(reqs, installed)
+    assert [(r["name"], r["installed"], r["satisfied"]) for r in rows] == [
+        ("sentencepiece", None, False), ("tiktoken", "0.12.0", False), ("numpy", "2.4.6", True)]
+    # everything the image has is pinned, except the packages being installed
+    missing = {r["key"] for r in rows if not r["satisfied"]}
+    assert P.constraints(installed, missing) == ["numpy==2.4.6", "sglang==0.5.7", "torch==2.5.0+rocm6.4"]
+    after = dict(installed, tiktoken=("tiktoken", "0.14.0"), sentencepiece=("sentencepiece", "0.2.1"))
+    assert P.changes(installed, after) == {"sentencepiece": [None, "0.2.1"], "tiktoken": ["0.12.0", "0.14.0"]}
+    assert P.changes(installed, installed) == {}
+
+
+def test_pip_argv_online_offline_and_dry_run():
+    request = {"index_url": "https://mirror/simple", "extra_index_urls": ["https://extra/simple"],
+               "ca_bundle": P.CA_PATH, "timeout": 30, "retries": 2, "extra_args": ["--pre"]}
+    assert P.pip_argv("/opt/venv/bin/python3", request, ["tiktoken==0.14.0"], "/tmp/c.txt", "23.0.1") == [
+        "/opt/venv/bin/python3", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+        "--progress-bar", "off", "--constraint", "/tmp/c.txt", "--timeout", "30", "--retries", "2",
+        "--root-user-action=ignore", "--index-url", "https://mirror/simple",
+        "--extra-index-url", "https://extra/simple", "--cert", P.CA_PATH, "--pre", "tiktoken==0.14.0"]
+    offline = P.pip_argv("python3", {"wheelhouse": "/c/wheelhouse", "index_url": "https://x"},
+                         ["a"], "/tmp/c.txt", "21.3", dry_run=True)
+    assert "--root-user-action=ignore" not in offline
+    assert offline[-5:] == ["--no-index", "--find-links", "/c/wheelhouse", "--dry-run", "a"]
+    assert "--index-url" not in offline
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--upgrade"], "may not contain --upgrade"),
+    (["--index-url=http://x"], "may not contain --index-url"),
+    (["-c", "x"], "may not contain -c"),
+    (["tiktoken"], "is not a pip option"),
+])
+def test_extra_args_cannot_take_over(args, message):
+    with pytest.raises(P.PipError, match=message):
+        P.validate_extra_args(args)
+    P.validate_extra_args(["--pre", "--break-system-packages"])
+
+
+def test_failure_classification_names_the_variables():
+    request = {"ca_bundle_host": "/etc/ssl/certs/ca-certificates.crt"}
+    tls = P.classify_pip_failure("SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED]"
+                                 " certificate verify failed'))", request, "https://u:p@pypi.org/simple")
+    assert "sglang_packages_ca_bundle" in tls and "https://***@pypi.org/simple" in tls and "u:p" not in tls
+    net = P.classify_pip_failure("WARNING: Retrying ... NewConnectionError ... Connection refused", {},
+                                 "https://pypi.org/simple")
+    assert "pip index https://pypi.org/simple is unreachable" in net and "sglang_packages_https_proxy" in net
+    pinned = P.classify_pip_failure("ERROR: ResolutionImpossible: numpy", {}, "x")
+    assert "would change a package the image pins" in pinned
+    pep668 = P.classify_pip_failure("error: externally-managed-environment", {}, "x")
+    assert "--break-system-packages" in pep668
+    assert "no matching distribution in /w" in P.classify_pip_failure(
+        "ERROR: No matching distribution found for tiktoken==9", {"wheelhouse": "/w"}, "x")
+
+
+def test_dry_run_without_staged_ca_reports_the_missing_packages(tmp_path):
+    request = {"action": "install", "requirements": ["not-installed-pkg-xyz"], "dry_run": True,
+               "ca_bundle": str(tmp_path / "absent.pem")}
+    with mock.patch.object(P, "_run") as run_:
+        result = P.do_install(request)
+    assert result["changed"] is True and result["would_install"] == ["not-installed-pkg-xyz"]
+    run_.assert_not_called()
+
+
+def test_install_checks_the_index_before_pip(tmp_path):
+    request = {"requirements": ["not-installed-pkg-xyz"], "index_url": "https://idx.example/simple"}
+    with mock.patch.object(P, "_pip_version", return_value="23.0"), \
+            mock.patch.object(P, "check_index", return_value="[Errno 111] Connection refused") as check, \
+            mock.patch.object(P, "_run") as run_:
+        with pytest.raises(P.PipError, match=r"pip index https://idx.example/simple is unreachable"):
+            P.do_install(request)
+    check.assert_called_once()
+    assert check.call_args.args[0] == "https://idx.example/simple"
+    run_.assert_not_called()
+
+
+def test_install_runs_pip_once_with_constraints_and_reports_changes(tmp_path):
+    before = {"numpy": ("numpy", "2.0"), "tiktoken": ("tiktoken", "0.12.0")}
+    after = dict(before, tiktoken=("tiktoken", "0.14.0"))
+    seen = {}
+
+    def fake_run(argv, env=None, timeout=None):
+        seen["argv"] = argv
+        with open(argv[argv.index("--constraint") + 1], encoding="utf-8") as handle:
+            seen["constraints"] = handle.read().split()
+        return 0, "Successfully installed tiktoken-0.14.0"
+
+    with mock.patch.object(P, "installed_distributions", side_effect=[before, after]), \
+            mock.patch.object(P, "_pip_version", return_value="23.0"), \
+            mock.patch.object(P, "_configured_index", return_value=None), \
+            mock.patch.object(P, "check_index", return_value=None), \
+            mock.patch.object(P, "_run", side_effect=fake_run):
+        result = P.do_install({"requirements": ["tiktoken==0.14.0", "numpy"]})
+    assert seen["constraints"] == ["numpy==2.0"]
+    assert seen["argv"][-1] == "tiktoken==0.14.0"
+    assert result["changed"] is True and result["changes"] == {"tiktoken": ["0.12.0", "0.14.0"]}
+
+
+def test_install_failure_explains_pins():
+    before = {"numpy": ("numpy", "2.0")}
+    with mock.patch.object(P, "installed_distributions", return_value=before), \
+            mock.patch.object(P, "_pip_version", return_value="23.0"), \
+            mock.patch.object(P, "_configured_index", return_value=None), \
+            mock.patch.object(P, "check_index", return_value=None), \
+            mock.patch.object(P, "_run", return_value=(1, "ERROR: ResolutionImpossible")):
+        with pytest.raises(P.PipError, match="pip install scipy==1.10.1 failed.*image pins"):
+            P.do_install({"requirements": ["scipy==1.10.1"]})
+
+
+def run_helper(request):
+    """The helper as the role runs it: python -c <file>, JSON in on stdin, JSON out."""
+    with open(HELPER, encoding="utf-8") as handle:
+        source = handle.read()
+    proc = subprocess.run([sys.executable, "-c", source], input=json.dumps(request).encode(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout)
+
+
+def test_helper_runs_standalone_as_the_role_runs_it():
+    answer = run_helper({"action": "probe", "requirements": ["pytest>=1", "not-installed-pkg-xyz==1.0"]})
+    rows = {row["name"]: row for row in answer["requirements"]}
+    assert rows["pytest"]["satisfied"] is True and rows["pytest"]["installed"]
+    assert answer["missing"] == ["not-installed-pkg-xyz==1.0"] and answer["changed"] is False
+    assert "error" in run_helper({"action": "probe", "requirements": ["a; b"]})
+    assert "unknown action" in run_helper({"action": "nope"})["error"]

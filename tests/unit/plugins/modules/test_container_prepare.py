@@ -1,0 +1,170 @@
+"""container_prepare: the real main() against a temporary host tree (device nodes, directories)."""
+
+import json
+import os
+import stat
+
+import pytest
+from unittest import mock
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _container as C
+from ansible_collections.sglang_rocm.fleet.plugins.modules import container_prepare
+
+IMAGE = "lmsysorg/sglang:v0.5.7-rocm700-mi30x"
+
+
+def char_node(path):
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating character device nodes needs root")
+
+
+@pytest.fixture
+def host(tmp_path):
+    dev = tmp_path / "dev"
+    (dev / "dri").mkdir(parents=True)
+    for name in ("kfd", "mem", "dri/renderD128"):
+        char_node(str(dev / name))
+    return tmp_path
+
+
+def args(host, **extra):
+    base = {"name": "Kimi-linear", "image": IMAGE, "host": "gpu-1", "dev_root": str(host / "dev"),
+            "cache_dir": str(host / "cache"), "results_dir": str(host / "results"),
+            "secrets_dir": str(host / "secrets"), "staging_dir": str(host / "staging"),
+            "cache_env": {"HF_HOME": str(host / "cache" / "hf")}}
+    base.update(extra)
+    return base
+
+
+def warnings(result):
+    return result["_warnings"]
+
+
+def run(module_args, check_mode=False):
+    """Run main(); warnings are recorded at AnsibleModule.warn (how ansible-core serialises them
+    into the result depends on whether controller code is loaded in the same process)."""
+    if check_mode:
+        module_args = dict(module_args, _ansible_check_mode=True)
+    recorded = []
+    with patch_module_args(module_args), mock.patch("sys.stdout.write") as out, \
+            mock.patch.object(basic.AnsibleModule, "warn", lambda self, msg: recorded.append(msg)), \
+            pytest.raises(SystemExit) as exc:
+        container_prepare.main()
+    result = json.loads("".join(call.args[0] for call in out.call_args_list))
+    result["_rc"] = exc.value.code
+    result["_warnings"] = recorded
+    return result
+
+
+def test_fresh_host_plans_a_pull_and_creates_the_directories_once(host):
+    first = run(args(host))
+    assert first["_rc"] == 0 and first["changed"] is True
+    assert first["need_pull"] is True and first["need_load"] is False and first["image_present"] is False
+    spec = first["container"]
+    assert spec["image"] == IMAGE and spec["privileged"] is True
+    assert spec["devices"][0] == "%s/dev/kfd:/dev/kfd:rwm" % host
+    assert "%s/cache:%s/cache:rw" % (host, host) in spec["volumes"]
+    assert spec["labels"][C.HASH_LABEL] == first["config_hash"]
+    assert (host / "cache").is_dir() and (host / "results").is_dir()
+    assert "create directory %s/cache" % host in first["diff"]["after"]
+    second = run(args(host))
+    assert second["changed"] is False and second["paths"] == []
+    assert second["config_hash"] == first["config_hash"]
+
+
+def test_check_mode_reports_but_creates_nothing(host):
+    result = run(args(host), check_mode=True)
+    assert result["changed"] is True and not (host / "cache").exists()
+
+
+def test_missing_device_fails_before_anything_changes(host):
+    os.unlink(str(host / "dev" / "mem"))
+    result = run(args(host))
+    assert result["_rc"] == 1
+    assert "Host gpu-1: device %s/dev/mem (for /dev/mem in the container) is missing" % host in result["msg"]
+    assert "preflight" in result["msg"]
+    assert not (host / "cache").exists()
+
+
+def test_a_regular_file_is_not_a_device(host):
+    os.unlink(str(host / "dev" / "kfd"))
+    (host / "dev" / "kfd").write_text("")
+    assert "is not a character device" in run(args(host))["msg"]
+
+
+def test_unlabelled_container_is_refused_unless_adopted(host):
+    containers = [{"Names": ["/Kimi-linear"], "Labels": {}, "Image": IMAGE, "State": "running"}]
+    refused = run(args(host, containers=containers))
+    assert refused["_rc"] == 1 and "sglang_container_adopt: true" in refused["msg"]
+    assert not (host / "cache").exists()
+    adopted = run(args(host, containers=containers, adopt=True))
+    assert adopted["_rc"] == 0 and adopted["existing"]["managed"] is False
+
+
+def test_present_image_is_not_pulled_unless_always_and_facts_are_recorded(host):
+    images = [{"Id": "sha256:abc", "RepoTags": [IMAGE], "RepoDigests": ["lmsysorg/sglang@sha256:" + "f" * 64]}]
+    result = run(args(host, images=images))
+    assert result["need_pull"] is False and result["image_present"] is True
+    facts = result["ansible_facts"]["sglang_container_image_facts"]
+    assert facts["id"] == "sha256:abc" and facts["digest"] == "sha256:" + "f" * 64
+    assert run(args(host, images=images, pull="always"))["need_pull"] is True
+
+
+def test_secrets_are_0600_files_in_a_0700_dir_and_never_returned(host):
+    token = "hf_topsecret_value"
+    result = run(args(host, hf_token=token, secrets={"registry.pw": "pw-123"}))
+    assert result["_rc"] == 0
+    secret_dir = host / "secrets"
+    assert stat.S_IMODE(secret_dir.stat().st_mode) == 0o700
+    assert (secret_dir / "hf_token").read_text() == token
+    assert stat.S_IMODE((secret_dir / "hf_token").stat().st_mode) == 0o600
+    spec = result["container"]
+    assert spec["env"]["HF_TOKEN_PATH"] == "/run/sglang-secrets/hf_token"
+    assert "%s:/run/sglang-secrets:ro" % secret_dir in spec["volumes"]
+    text = json.dumps(result)
+    assert token not in text and "pw-123" not in text
+    assert run(args(host, hf_token=token, secrets={"registry.pw": "pw-123"}))["changed"] is False
+    rotated = run(args(host, hf_token="hf_new", secrets={"registry.pw": "pw-123"}))
+    assert rotated["paths"] == [str(secret_dir / "hf_token")]
+    assert (secret_dir / "hf_token").read_text() == "hf_new"
+
+
+def test_absent_removes_only_our_container_and_the_secret_files(host):
+    ours = [{"Names": ["/Kimi-linear"], "Labels": {C.MANAGED_LABEL: "true"}, "Image": IMAGE}]
+    run(args(host, hf_token="t"))
+    result = run(args(host, state="absent", hf_token="t", containers=ours))
+    assert result["remove"] is True and not (host / "secrets" / "hf_token").exists()
+    theirs = [{"Names": ["/Kimi-linear"], "Labels": {}, "Image": IMAGE}]
+    result = run(args(host, state="absent", containers=theirs))
+    assert result["remove"] is False
+    assert any("left in place" in w for w in warnings(result))
+    assert run(args(host, state="absent"))["remove"] is False
+
+
+def test_archive_source_plans_a_load_into_the_staging_dir(host):
+    result = run(args(host, image_source="archive", archive="/ctl/sglang.tar", archive_sha256="a" * 64))
+    assert result["need_load"] is True and result["need_pull"] is False
+    assert result["archive_path"] == "%s/staging/sglang.tar" % host
+    assert stat.S_IMODE((host / "staging").stat().st_mode) == 0o700
+    missing = run(args(host, image_source="archive"))
+    assert missing["_rc"] == 1 and "sglang_container_image_archive is empty" in missing["msg"]
+
+
+def test_bad_image_reference_fails_with_the_variable_name(host):
+    result = run(args(host, image="lmsysorg/sglang:v1 && reboot"))
+    assert result["_rc"] == 1 and "sglang_image=" in result["msg"] and "shell metacharacters" in result["msg"]
+
+
+def test_hardened_groups_use_host_gids(host):
+    with mock.patch.object(container_prepare, "gid_of", {"video": 44, "render": 110}.get):
+        result = run(args(host, profile="hardened"))
+    assert result["container"]["groups"] == ["44", "110"]
+    with mock.patch.object(container_prepare, "gid_of", {"video": 44}.get):
+        result = run(args(host, profile="hardened"))
+    assert result["container"]["groups"] == ["44"]
+    assert any("'render' does not exist" in w for w in warnings(result))
