@@ -15,9 +15,9 @@ GATE    := tests/scripts/gate.sh
 DEB_PACKAGES := docker.io docker-registry openssh-server debootstrap iproute2 iptables \
 	python3-requests procps psmisc openssl
 
-GATES := lint sanity build unit integration
+GATES := lint sanity build unit integration e2e
 
-.PHONY: help deps venv collection-link unit lint sanity argspecs build integration test demo clean
+.PHONY: help deps venv collection-link unit lint sanity argspecs build integration e2e test demo clean
 
 help:
 	@echo "make test    everything CI runs (deps, venv, lint, sanity, unit, integration on a simulated fleet)"
@@ -72,6 +72,10 @@ integration: deps venv collection-link
 # A 3-host simulated fleet, site.yml end to end, and the fleet report (root).
 demo: deps venv collection-link
 	tests/scripts/demo.sh
+
+# The demo as a gate: site.yml end to end, and the slow host must be the only outlier.
+e2e: deps venv collection-link
+	DEMO_EXPECT_OUTLIER=gpu03 tests/scripts/demo.sh
 
 # Every gate runs even when an earlier one fails, so one run shows every problem.
 test: deps venv collection-link

@@ -31,11 +31,23 @@ set -e
 report=$results/$run_id/fleet_report.json
 if [ ! -f "$report" ]; then echo "demo: no fleet report was written (playbook exit $playbook_rc)" >&2; exit 1; fi
 python - "$report" <<'PY'
-import json, sys
+import json, os, sys
 report = json.load(open(sys.argv[1]))
 verdict = report["verdict"]
 print("\n== demo: fleet report %s" % sys.argv[1].replace(".json", ".html"))
 print("== demo: verdict %s: %s" % (verdict["status"].upper(), verdict["summary"]))
+for violation in report["violations"]:
+    print("   - " + violation["message"])
+# make test runs the demo as a gate: the slow host, and only it, must be flagged in every tier.
+expected = os.environ.get("DEMO_EXPECT_OUTLIER")
+if expected:
+    flagged = {(o["host"], o["tier"]) for o in report["outliers"]}
+    tiers = {t for h in report["hosts"] for t in (h.get("tiers") or {})}
+    wanted = {(expected, t) for t in tiers}
+    if flagged != wanted or report["failures"]:
+        sys.exit("demo: expected %s flagged as the outlier in every tier %s and no failures; got outliers %s, failures %s"
+                 % (expected, sorted(tiers), sorted(flagged), report["failures"]))
+    print("== demo: check passed: %s is the only outlier, in every tier" % expected)
 PY
 if [ "$playbook_rc" != 0 ]; then echo "demo: site.yml failed on some hosts (exit $playbook_rc); the report names them" >&2; fi
 exit "$playbook_rc"
