@@ -13,7 +13,7 @@ GATE    := tests/scripts/gate.sh
 
 # Debian packages the toolchain and the simulated fleet need on a fresh machine.
 DEB_PACKAGES := docker.io docker-registry openssh-server debootstrap iproute2 iptables \
-	python3-requests procps psmisc openssl
+	python3-requests procps psmisc openssl shellcheck
 
 GATES := lint sanity build unit integration e2e
 

@@ -21,6 +21,7 @@ pipver=$(grep -oP "pip='\K[0-9.]+" "$("$venv/bin/python" -c 'import ansible_test
 shim=$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py
 [ -s "$shim" ] || { mkdir -p "$(dirname "$shim")"; cp "$top/tests/sanity/get_pip_shim.py" "$shim"; }
 # The bundled collections (community.docker, ansible.posix) come from the venv's ansible package.
-export ANSIBLE_COLLECTIONS_PATH="$tmp:$("$venv/bin/python" -c 'import ansible_collections, os; print(os.path.dirname(list(ansible_collections.__path__)[-1]))')"
+bundled=$("$venv/bin/python" -c 'import ansible_collections, os; print(os.path.dirname(list(ansible_collections.__path__)[-1]))')
+export ANSIBLE_COLLECTIONS_PATH="$tmp:$bundled"
 # --python 3.11 --local: the controller's interpreter, no containers (none are reachable here).
 exec "$venv/bin/ansible-test" sanity --python 3.11 --local --color no ${SANITY_ARGS:-} "$@"
