@@ -47,6 +47,9 @@ if [ "$#" -gt 0 ]; then scenarios=("$@"); else
 fi
 failed=()
 for s in "${scenarios[@]}"; do
+  # molecule keeps per-scenario state (e.g. "prepared") in ~/.cache/molecule between runs;
+  # the bed is new, so every scenario starts from nothing.
+  molecule reset -s "$s" >/dev/null 2>&1 || true
   tests/scripts/gate.sh "molecule/$s" molecule test -s "$s" || failed+=("$s")
 done
 if [ "${#failed[@]}" -gt 0 ]; then echo "integration: failed scenarios: ${failed[*]}" >&2; exit 1; fi
