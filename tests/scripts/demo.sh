@@ -10,6 +10,7 @@ export ANSIBLE_COLLECTIONS_PATH="$top/.build" ANSIBLE_FORCE_COLOR=${ANSIBLE_FORC
 results=${SGLANG_RESULTS_DIR:-$top/sglang-results}
 
 engine_started=0
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   rc=$?
   if [ "${DEMO_KEEP:-0}" != 1 ]; then python -m simfleet down >/dev/null || rc=1; fi

@@ -24,4 +24,6 @@ shim=$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py
 bundled=$("$venv/bin/python" -c 'import ansible_collections, os; print(os.path.dirname(list(ansible_collections.__path__)[-1]))')
 export ANSIBLE_COLLECTIONS_PATH="$tmp:$bundled"
 # --python 3.11 --local: the controller's interpreter, no containers (none are reachable here).
+# SANITY_ARGS is split into words on purpose (e.g. SANITY_ARGS="--test pylint --test pep8").
+# shellcheck disable=SC2086
 exec "$venv/bin/ansible-test" sanity --python 3.11 --local --color no ${SANITY_ARGS:-} "$@"
