@@ -39,9 +39,14 @@ case "${1:-}" in
     if alive; then
       pid=$(cat "$pidfile"); kill -TERM "$pid"
       for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
       echo "engine stopped"
     fi
+    # dockerd leaves its default netns handle (and, after a crash, other mounts) under its
+    # exec root; unmount everything below $run, deepest first, before removing it.
+    awk -v run="$run/" 'index($2, run) == 1 { print $2 }' /proc/mounts | sort -r | while read -r mnt; do
+      umount "$mnt" 2>/dev/null || umount -l "$mnt"
+    done
     rm -rf "$run" ;;
   *)
     echo "usage: $0 start|stop|status|host" >&2; exit 2 ;;
