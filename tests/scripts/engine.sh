@@ -9,8 +9,9 @@ cache=${SGLANG_FLEET_CACHE:-/var/cache/sglang-rocm-fleet}
 run=/run/sglang-fleet-engine
 sock=$run/docker.sock
 pidfile=$run/dockerd.pid
-# The bed's subnet (tests/simfleet): its registry is plain HTTP on the bridge address.
-bed_subnet=${SIMFLEET_SUBNET:-10.213.77.0/24}
+# The beds' subnets (tests/simfleet, SIMFLEET_INSTANCE 0..9 use 10.213.77-86.x): each bed's
+# registry is plain HTTP on its bridge address.
+bed_subnet=${SIMFLEET_SUBNET:-10.213.64.0/19}
 
 alive() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 

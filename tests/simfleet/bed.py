@@ -243,7 +243,8 @@ class Bed:
         rules = net.remove_rules()
         namespaces = net.bed_namespaces()
         net.remove_all()
-        if state.get("ip_forward_prev") is not None:
+        # another instance's bed (SIMFLEET_INSTANCE) still routes through ip_forward
+        if state.get("ip_forward_prev") is not None and not net.other_bridges():
             net.write_ip_forward(state["ip_forward_prev"])
         registry.untrust_ca()
         _remove_created([Path(p) for p in state.get("created", [])])

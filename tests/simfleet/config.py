@@ -6,14 +6,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-SUBNET = ipaddress.ip_network(os.environ.get("SIMFLEET_SUBNET", "10.213.77.0/24"))
+# SIMFLEET_INSTANCE=N (1..9) runs a second, independent bed beside the default one (for
+# development: two people or two scenarios at once). Each instance gets its own subnet, bridge,
+# namespace prefix, iptables tag, cgroup, state/run dirs and registry storage.
+INSTANCE = os.environ.get("SIMFLEET_INSTANCE", "")
+if INSTANCE and not (INSTANCE.isdigit() and 1 <= int(INSTANCE) <= 9):
+    raise SystemExit(f"SIMFLEET_INSTANCE={INSTANCE!r}: expected a digit 1..9 (or unset for the default bed)")
+SUBNET = ipaddress.ip_network(os.environ.get("SIMFLEET_SUBNET", f"10.213.{77 + int(INSTANCE or 0)}.0/24"))
 GATEWAY = str(SUBNET.network_address + 1)           # the bridge's address, where the registry listens
 FIRST_HOST = 11                                      # gpu01 is .11
 MAX_HOSTS = 99                                       # gpu01..gpu99
-BRIDGE = "sfbr0"
-NETNS_PREFIX = "sf-"
-RULE_TAG = "simfleet"                                # iptables comment on every rule the bed adds
-CGROUP_NAME = "simfleet"                             # cgroup subtree holding every process the bed starts
+BRIDGE = f"sfbr{INSTANCE or 0}"
+NETNS_PREFIX = f"sf{INSTANCE}-"
+RULE_TAG = f"simfleet{INSTANCE}"                     # iptables comment on every rule the bed adds
+CGROUP_NAME = f"simfleet{INSTANCE}"                  # cgroup subtree holding every process the bed starts
 
 REGISTRY_PORT = 5000
 REGISTRY_TLS_PORT = 5443
@@ -48,9 +54,9 @@ class Paths:
     @classmethod
     def from_env(cls) -> "Paths":
         return cls(
-            state=Path(os.environ.get("SIMFLEET_STATE", "/var/lib/simfleet")),
+            state=Path(os.environ.get("SIMFLEET_STATE", f"/var/lib/simfleet{INSTANCE}")),
             # unix socket paths must stay under 108 bytes, hence a short fixed runtime dir
-            run=Path(os.environ.get("SIMFLEET_RUN", "/run/simfleet")),
+            run=Path(os.environ.get("SIMFLEET_RUN", f"/run/simfleet{INSTANCE}")),
             cache=Path(os.environ.get("SGLANG_FLEET_CACHE", "/var/cache/sglang-rocm-fleet")),
         )
 
@@ -73,7 +79,7 @@ class Paths:
     @property
     def registry_storage(self) -> Path:
         # persistent, so a rerun's push only sends what changed
-        return self.cache / "registry"
+        return self.cache / f"registry{INSTANCE}"
 
     @property
     def control_path_dir(self) -> Path:

@@ -41,6 +41,13 @@ def link_exists(name: str) -> bool:
     return run(["ip", "link", "show", "dev", name], check=False).returncode == 0
 
 
+def other_bridges() -> list:
+    """Bridges of other bed instances that are up on this machine."""
+    out = run(["ip", "-o", "link", "show", "type", "bridge"], check=False).stdout or ""
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.count(":") >= 2]
+    return [n for n in names if re.fullmatch(r"sfbr\d", n) and n != config.BRIDGE]
+
+
 def create_bridge() -> None:
     run(["ip", "link", "add", config.BRIDGE, "type", "bridge"])
     run(["ip", "addr", "add", f"{config.GATEWAY}/{config.SUBNET.prefixlen}", "dev", config.BRIDGE])
