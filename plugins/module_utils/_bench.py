@@ -21,6 +21,13 @@ import re
 import shlex
 import time
 
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import (
+    MASK,
+    is_secret_name,
+    mask_text,
+    scrub,
+)
+
 # --dataset-name choices of sglang.bench_serving 0.5.7.
 DATASETS = (
     "sharegpt", "custom", "random", "random-ids", "generated-shared-prefix",
@@ -66,12 +73,6 @@ OUTER_TIMEOUT_MARGIN = 60
 KILL_AFTER = 30
 TIMEOUT_EXIT_CODE = 124  # coreutils timeout: the command ran out of time
 KILLED_EXIT_CODE = 137  # SIGKILL: timeout's --kill-after, or the kernel's OOM killer
-
-REDACTED = "********"
-SECRET_WORDS = frozenset((
-    "key", "keys", "apikey", "token", "secret", "secrets", "password", "passwd", "pwd", "passphrase",
-    "credential", "credentials", "authorization", "auth", "cookie", "bearer",
-))
 
 
 class BenchSpecError(ValueError):
@@ -269,13 +270,6 @@ def bench_argv(spec, host, port, model, tokenizer, output_file, python="python3"
         "--output-file", output_file,
     ]
     return argv + list(extra_args or []) + list(spec["extra_args"])
-
-
-def is_secret_name(name):
-    """True for names like api_key, HF_TOKEN, clientSecret, db-password (not max_total_tokens)."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
-    words = [w for w in re.split(r"[^A-Za-z0-9]+", text.lower()) if w]
-    return bool(words) and words[-1] in SECRET_WORDS
 
 
 def env_args(env):
@@ -528,38 +522,6 @@ def normalize_result(obj):
     return {"metrics": metrics, "reported": reported, "server_info": obj.get("server_info")}
 
 
-def scrub(value, secrets=()):
-    """Copy of value with secret-named entries masked and known secret values redacted."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if is_secret_name(key) and _holds_text(item):
-                out[key] = REDACTED
-            else:
-                out[key] = scrub(item, secrets)
-        return out
-    if isinstance(value, list):
-        return [scrub(item, secrets) for item in value]
-    if isinstance(value, str):
-        return redact(value, secrets)
-    return value
-
-
-def _holds_text(value):
-    if isinstance(value, str):
-        return bool(value)
-    if isinstance(value, (list, tuple)):
-        return any(_holds_text(item) for item in value)
-    return False
-
-
-def redact(text, secrets=()):
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
 def scrub_jsonl(text, secrets=()):
     """The JSONL as stored on the host: each line re-serialised with secrets scrubbed."""
     out = []
@@ -568,7 +530,7 @@ def scrub_jsonl(text, secrets=()):
             obj = json.loads(line)
         except ValueError:
             out.append(re.sub(r'("[^"]*(?:key|token|secret|password)[^"]*"\s*:\s*)"[^"]*"',
-                              r'\1"%s"' % REDACTED, redact(line, secrets), flags=re.I))
+                              r'\1"%s"' % MASK, mask_text(line, secrets), flags=re.I))
             continue
         out.append(json.dumps(scrub(obj, secrets)))
     return "\n".join(out) + ("\n" if out else "")
@@ -626,7 +588,7 @@ def build_record(spec, exit_status, duration_s, jsonl_text=None, stdout="", stde
     elif exit_status != 0:
         status = "error"
         error = "bench_serving exited with status %s: %s" % (
-            exit_status, _tail(redact(stderr or "", secrets) or redact(stdout or "", secrets))
+            exit_status, _tail(mask_text(stderr or "", secrets) or mask_text(stdout or "", secrets))
             or "no output")
     elif parsed is None:
         status = "error"
@@ -683,7 +645,7 @@ def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, s
     rc, out, err = run(plan["prepare"], None)
     if rc != 0:
         reason = "could not prepare %s in the container (docker exec exited %s): %s" % (
-            plan["container_dir"], rc, _tail(redact(err or out or "", secrets), 5))
+            plan["container_dir"], rc, _tail(mask_text(err or out or "", secrets), 5))
         for tier in plan["tiers"]:
             record = build_record(tier["spec"], None, None, argv=tier["bench_argv"])
             record.update(status="error", error=reason)
@@ -712,7 +674,7 @@ def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, s
             err or "")
         saved, problems = {}, []
         for key, text in (("raw_path", scrub_jsonl(jsonl, secrets) if jsonl else None),
-                          ("log_path", redact(log, secrets))):
+                          ("log_path", mask_text(log, secrets))):
             if text is None:
                 continue
             try:

@@ -28,8 +28,8 @@ import socket
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _server_helper
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import container_problem
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import mask_text, scrub
 
-MASK = "********"
 PROBES = ("health", "health_generate", "generate")
 PROBE_PROMPT = "The capital city of France is"
 
@@ -49,7 +49,6 @@ OWNED_FLAGS = {
     "--config": "api_key",
 }
 
-_SENSITIVE_WORDS = frozenset(("token", "secret", "password", "passwd", "key", "apikey", "credential", "credentials"))
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _WILDCARDS = ("0.0.0.0", "::", "")
@@ -153,41 +152,7 @@ def command_line(argv, secrets=()):
     return mask_text(" ".join(shlex.quote(arg) for arg in argv), secrets)
 
 
-# --------------------------------------------------------------------------- scrubbing
-
-
-def sensitive_name(name):
-    """True for keys such as api_key, hf_token, ssl_keyfile_password, apiKey; not for
-    max_total_num_tokens or tokenizer_path (whole words only)."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
-    words = re.split(r"[^A-Za-z0-9]+", spaced.lower())
-    return any(word in _SENSITIVE_WORDS for word in words)
-
-
-def mask_text(text, secrets):
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
-
-
-def scrub(value, secrets=()):
-    """Copy of ``value`` with sensitive keys' string values and known secrets masked."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if sensitive_name(key) and isinstance(item, str) and item:
-                out[key] = MASK
-            else:
-                out[key] = scrub(item, secrets)
-        return out
-    if isinstance(value, list):
-        return [scrub(item, secrets) for item in value]
-    if isinstance(value, str):
-        return mask_text(value, secrets)
-    return value
-
-
-# --------------------------------------------------------------------------- log tail and exits
+# --------------------------------------------------------------------------- log text
 
 
 def format_log_tail(lines, count, secrets=(), width=500):
@@ -311,6 +276,11 @@ def interpret_generate(result):
     return verdict
 
 
+# While the port is closed, whether the server is still alive is asked of the container at most
+# this often (seconds); readiness itself is probed every `sleep` seconds.
+DEATH_CHECK_EVERY = 1.0
+
+
 class WaitOutcome:
     __slots__ = ("status", "attempts", "elapsed", "last_error", "death", "ready_at")
 
@@ -323,15 +293,18 @@ class WaitOutcome:
         self.ready_at = ready_at
 
 
-def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall):
+def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall, check_every=None):
     """Poll ``probe(timeout)`` until it passes, the server dies, or the deadline passes.
 
     ``probe`` returns a Verdict; ``is_dead()`` returns None while the server runs, else what it
-    knows about the death (it is asked only when the server did not answer). ``sleep`` and the
-    deadline's clock are injected, so tests need no real time.
+    knows about the death (it is asked only when the server did not answer, and at most once
+    per ``check_every`` seconds: it costs a docker exec, a probe only a local HTTP connect, so
+    probes can be frequent). ``sleep`` and the deadline's clock are injected, so tests need no
+    real time.
     """
     attempts = 0
     last_error = "no probe was made"
+    last_check = None
     while True:
         if attempts and deadline.expired():
             return WaitOutcome("timeout", attempts, deadline.elapsed(), last_error)
@@ -342,7 +315,9 @@ def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall):
         last_error = verdict.detail
         if verdict.fatal:
             return WaitOutcome("fatal", attempts, deadline.elapsed(), last_error)
-        if not verdict.alive:
+        if not verdict.alive and (last_check is None or check_every is None
+                                  or deadline.elapsed() - last_check >= check_every):
+            last_check = deadline.elapsed()
             death = is_dead()
             if death is not None:
                 return WaitOutcome("died", attempts, deadline.elapsed(), last_error, death=death)
@@ -611,7 +586,8 @@ class ServerManager:
                 return None
             return st
 
-        outcome = wait_until_ready(self.probe, is_dead, self.deadline, self.sleep, self.p["sleep"], self.wall)
+        outcome = wait_until_ready(self.probe, is_dead, self.deadline, self.sleep, self.p["sleep"], self.wall,
+                                   check_every=max(float(self.p["sleep"]), DEATH_CHECK_EVERY))
         base = {"elapsed": round(outcome.elapsed, 3), "attempts": outcome.attempts, "url": self.url,
                 "pid": pid, "log_path": self.p["log_path"], "last_error": outcome.last_error}
         if outcome.status == "ready":

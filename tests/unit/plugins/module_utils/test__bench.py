@@ -206,16 +206,6 @@ def test_finite_request_rate_and_custom_timeout():
     assert run[8:11] == ["timeout", "--kill-after=30", "90"]
 
 
-@pytest.mark.parametrize("name, secret", [
-    ("api_key", True), ("OPENAI_API_KEY", True), ("hf_token", True), ("clientSecret", True),
-    ("db-password", True), ("Authorization", True), ("admin_api_key", True),
-    ("max_total_tokens", False), ("tokenizer_path", False), ("ssl_keyfile", False),
-    ("speculative_token_map", False), ("bucket_inter_token_latency", False),
-])
-def test_secret_names(name, secret):
-    assert _bench.is_secret_name(name) is secret
-
-
 # ------------------------------------------------------------------------------ parsing
 
 @pytest.mark.parametrize("tier", ["low", "medium", "high"])

@@ -135,18 +135,6 @@ def test_command_line_is_shell_quoted_and_masked():
 # ----------------------------------------------------------------------------- scrubbing
 
 
-@pytest.mark.parametrize("name", ["api_key", "hf_token", "HF_TOKEN", "ssl_keyfile_password", "apiKey", "client-secret",
-                                  "key", "admin_api_key", "aws_credentials"])
-def test_sensitive_names(name):
-    assert _server.sensitive_name(name)
-
-
-@pytest.mark.parametrize("name", ["max_total_num_tokens", "tokenizer_path", "skip_tokenizer_init", "ssl_keyfile",
-                                  "kv_cache_dtype", "keyword", "monkey"])
-def test_not_sensitive_names(name):
-    assert not _server.sensitive_name(name)
-
-
 def test_scrub_masks_sensitive_string_values_and_known_secrets_everywhere():
     info = {"api_key": "sk-1", "hf_token": "", "admin_api_key": None, "max_total_num_tokens": 5,
             "internal_states": [{"api_key": "sk-1", "note": "key is sk-1"}], "model_path": "/m"}
@@ -194,7 +182,7 @@ def test_deadline_arithmetic_with_an_injected_clock():
     assert deadline.remaining() == 0 and deadline.expired() and deadline.clamp(5) == 0
 
 
-def run_wait(verdicts, deaths=None, timeout=10.0, interval=1.0, probe_cost=0.0):
+def run_wait(verdicts, deaths=None, timeout=10.0, interval=1.0, probe_cost=0.0, check_every=None):
     clock = FakeClock()
     probes, checks = [], []
     verdicts, deaths = list(verdicts), list(deaths or [])
@@ -209,7 +197,8 @@ def run_wait(verdicts, deaths=None, timeout=10.0, interval=1.0, probe_cost=0.0):
         return deaths.pop(0) if deaths else None
 
     deadline = _server.Deadline(timeout, clock)
-    outcome = _server.wait_until_ready(probe, is_dead, deadline, clock.sleep, interval, wall=lambda: 1.7e9 + clock.now)
+    outcome = _server.wait_until_ready(probe, is_dead, deadline, clock.sleep, interval, wall=lambda: 1.7e9 + clock.now,
+                                       check_every=check_every)
     return outcome, clock, probes, checks
 
 
@@ -224,6 +213,20 @@ def test_wait_returns_when_ready_and_asks_the_container_only_when_the_port_is_cl
     assert outcome.ready_at == 1.7e9 + 104.0
     assert len(checks) == 2
     assert clock.sleeps == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_wait_probes_often_but_asks_the_container_at_most_once_per_check_every():
+    outcome, clock, probes, checks = run_wait([REFUSED] * 9 + [READY], interval=0.25, check_every=1.0)
+    assert outcome.status == "ready" and outcome.attempts == 10
+    # 9 refused probes 0.25 s apart: the container is asked at 0, 1.0, 2.0 (not 9 times)
+    assert [c - checks[0] for c in checks] == [0.0, 1.0, 2.0]
+
+
+def test_wait_with_sparse_checks_still_fails_fast_when_the_server_died():
+    death = {"alive": False, "rc": {"rc": 1}, "log_tail": ["boom"]}
+    outcome, clock, probes, checks = run_wait([REFUSED], deaths=[None, death], timeout=1800, interval=0.25,
+                                              check_every=1.0)
+    assert (outcome.status, outcome.elapsed, outcome.attempts, len(checks)) == ("died", 1.0, 5, 2)
 
 
 def test_wait_fails_at_once_when_the_server_died():

@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright: sglang_rocm.fleet contributors
+# Apache License 2.0 (see LICENSE)
+"""One rule for what is a secret, shared by every module that reports what a server said.
+
+A key is secret when its LAST word is a secret word: ``api_key``, ``HF_TOKEN``,
+``clientSecret``, ``ssl_keyfile_password`` are; ``max_total_tokens``, ``tokenizer_path``,
+``speculative_token_map`` and ``ssl_keyfile`` (a path) are not. Values that are known secrets
+(an API key the module was given) are masked wherever they appear in text.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "********"
+
+SECRET_WORDS = frozenset((
+    "key", "keys", "apikey", "token", "secret", "secrets", "password", "passwd", "pwd", "passphrase",
+    "credential", "credentials", "authorization", "auth", "cookie", "bearer",
+))
+
+
+def is_secret_name(name):
+    """True for names like api_key, HF_TOKEN, clientSecret, db-password (not max_total_tokens)."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", text.lower()) if w]
+    return bool(words) and words[-1] in SECRET_WORDS
+
+
+def mask_text(text, secrets=()):
+    """text with every known secret value replaced by MASK (longest first, so a secret that
+    contains another is masked whole)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _holds_text(value):
+    if isinstance(value, str):
+        return bool(value)
+    if isinstance(value, (list, tuple)):
+        return any(_holds_text(item) for item in value)
+    return False
+
+
+def scrub(value, secrets=()):
+    """Copy of value with secret-named entries that hold text masked, and known secret values
+    masked in every string, at any depth."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if is_secret_name(key) and _holds_text(item):
+                out[key] = MASK
+            else:
+                out[key] = scrub(item, secrets)
+        return out
+    if isinstance(value, list):
+        return [scrub(item, secrets) for item in value]
+    if isinstance(value, str):
+        return mask_text(value, secrets)
+    return value

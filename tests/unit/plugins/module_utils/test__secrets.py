@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _secrets
+
+
+@pytest.mark.parametrize("name", [
+    "api_key", "OPENAI_API_KEY", "hf_token", "HF_TOKEN", "apiKey", "clientSecret", "client-secret",
+    "db-password", "ssl_keyfile_password", "Authorization", "admin_api_key", "aws_credentials", "key",
+])
+def test_secret_names(name):
+    assert _secrets.is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", [
+    # real sglang server_info keys that only contain a secret word
+    "max_total_num_tokens", "max_total_tokens", "tokenizer_path", "skip_tokenizer_init", "ssl_keyfile",
+    "speculative_token_map", "bucket_inter_token_latency", "kv_cache_dtype", "keyword", "monkey", "",
+])
+def test_not_secret_names(name):
+    assert not _secrets.is_secret_name(name)
+
+
+def test_mask_text_masks_the_longest_secret_first():
+    assert _secrets.mask_text("k=sk-12345 and sk-1", ["sk-1", "sk-12345", ""]) == "k=******** and ********"
+
+
+def test_scrub_masks_secret_named_text_at_any_depth_and_known_values_everywhere():
+    value = {"api_key": "sk-1", "hf_token": ["t"], "max_total_num_tokens": 4096, "ssl_keyfile": "/k.pem",
+             "nested": [{"password": "p", "url": "http://x/?key=sk-1"}], "empty_key": "", "keys": None}
+    assert _secrets.scrub(value, ["sk-1"]) == {
+        "api_key": "********", "hf_token": "********", "max_total_num_tokens": 4096, "ssl_keyfile": "/k.pem",
+        "nested": [{"password": "********", "url": "http://x/?key=********"}], "empty_key": "", "keys": None}
