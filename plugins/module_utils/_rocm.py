@@ -29,10 +29,22 @@ FACTS_SCHEMA_VERSION = 1
 AMD_VENDOR_ID = 4098  # 0x1002
 KFD_NODES = "class/kfd/kfd/topology/nodes"
 AMD_SMI_MODES = ("auto", "always", "never")
+
 # PCI class codes of GPUs: display controllers (0x03xxxx) and processing accelerators
 # (0x12xxxx, MI300X). Other AMD functions (audio, bridges) are not GPUs.
 GPU_PCI_CLASSES = ("0x03", "0x12")
 _BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+
+
+def host_root_spec():
+    """Argument spec of where a module reads the host's GPU state (doc fragment host_roots)."""
+    return dict(
+        sysfs_root=dict(type="path", default="/sys"),
+        dev_root=dict(type="path", default="/dev"),
+        proc_root=dict(type="path", default="/proc"),
+        rocm_path=dict(type="path", default="/opt/rocm"),
+        amd_smi=dict(type="str", default="auto", choices=list(AMD_SMI_MODES)),
+    )
 
 
 def gfx_name(target_version):

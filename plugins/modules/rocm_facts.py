@@ -23,35 +23,8 @@ description:
   - Never changes anything; C(changed) is always false.
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
-options:
-  sysfs_root:
-    description: Where the host's sysfs is mounted.
-    type: path
-    default: /sys
-  dev_root:
-    description: Where the host's C(/dev) is mounted.
-    type: path
-    default: /dev
-  proc_root:
-    description: Where the host's procfs is mounted.
-    type: path
-    default: /proc
-  rocm_path:
-    description:
-      - Host ROCm installation, read for its version only (the SGLang image ships its own ROCm).
-      - Sibling C(rocm-*) directories and C(core-*) sub-directories are searched too.
-    type: path
-    default: /opt/rocm
-  amd_smi:
-    description:
-      - V(auto) uses C(amd-smi) JSON when C(amd-smi) is installed (falling back to the legacy
-        C(rocm-smi) when only that is), V(always) requires C(amd-smi) and fails without it,
-        V(never) does not run it.
-      - Both output shapes are accepted, the ROCm 6 top-level list and the ROCm 7 object
-        holding a C(gpu_data) list, as are warning lines printed before the JSON.
-    type: str
-    choices: [auto, always, never]
-    default: auto
+extends_documentation_fragment:
+  - sglang_rocm.fleet.host_roots
 attributes:
   check_mode:
     support: full
@@ -262,9 +235,9 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
-    AMD_SMI_MODES,
     collect_smi,
     gather,
+    host_root_spec,
     missing_roots,
     root_error,
 )
@@ -283,11 +256,7 @@ def smi_tools(module, rocm_path):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            sysfs_root=dict(type="path", default="/sys"),
-            dev_root=dict(type="path", default="/dev"),
-            proc_root=dict(type="path", default="/proc"),
-            rocm_path=dict(type="path", default="/opt/rocm"),
-            amd_smi=dict(type="str", default="auto", choices=list(AMD_SMI_MODES)),
+            **host_root_spec(),
         ),
         supports_check_mode=True,
     )

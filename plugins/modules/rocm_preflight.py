@@ -36,27 +36,6 @@ options:
   host:
     description: Name of the host in the report (the role passes C(inventory_hostname)); defaults to the host name.
     type: str
-  sysfs_root:
-    description: Where the host's sysfs is mounted.
-    type: path
-    default: /sys
-  dev_root:
-    description: Where the host's C(/dev) is mounted.
-    type: path
-    default: /dev
-  proc_root:
-    description: Where the host's procfs is mounted; the live NUMA balancing fix writes under it.
-    type: path
-    default: /proc
-  rocm_path:
-    description: Host ROCm installation, read for its version only.
-    type: path
-    default: /opt/rocm
-  amd_smi:
-    description: Use C(amd-smi) JSON when installed (V(auto)), require it (V(always)), or never run it.
-    type: str
-    choices: [auto, always, never]
-    default: auto
   expected_gpus:
     description: The host fails with fewer KFD GPU nodes than this (an integer >= 0).
     type: int
@@ -123,6 +102,8 @@ options:
     description: The sysctl.d file that persists kernel.numa_balancing=0 when O(remediate=true).
     type: path
     default: /etc/sysctl.d/90-sglang-rocm.conf
+extends_documentation_fragment:
+  - sglang_rocm.fleet.host_roots
 attributes:
   check_mode:
     support: full
@@ -272,10 +253,10 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight impor
     validate_inputs,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
-    AMD_SMI_MODES,
     collect_smi,
     disk_space,
     gather,
+    host_root_spec,
 )
 
 SETTINGS = ("expected_gpus", "tp_size", "gfx", "min_vram_gib", "min_free_disk_gib", "compute_partitions",
@@ -296,11 +277,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             host=dict(type="str"),
-            sysfs_root=dict(type="path", default="/sys"),
-            dev_root=dict(type="path", default="/dev"),
-            proc_root=dict(type="path", default="/proc"),
-            rocm_path=dict(type="path", default="/opt/rocm"),
-            amd_smi=dict(type="str", default="auto", choices=list(AMD_SMI_MODES)),
+            **host_root_spec(),
             expected_gpus=dict(type="int", default=8),
             tp_size=dict(type="int"),
             gfx=dict(type="list", elements="str", default=["gfx942"]),
