@@ -13,7 +13,8 @@ GATE    := tests/scripts/gate.sh
 
 # Debian packages the toolchain and the simulated fleet need on a fresh machine.
 DEB_PACKAGES := docker.io docker-registry openssh-server debootstrap iproute2 iptables \
-	python3-requests procps psmisc openssl shellcheck
+	python3-requests procps psmisc openssl shellcheck \
+	chromium
 
 GATES := lint sanity build unit integration e2e
 

@@ -125,6 +125,15 @@ options:
     type: list
     elements: str
     default: []
+  validate_only:
+    description:
+      - Only check O(baseline) and O(tolerances) and return; write nothing. The benchmark role
+        runs this before any tier, so that a baseline that does not parse fails the play before
+        an hour of benchmarking rather than after it.
+      - O(output_dir), O(hosts) and O(run_id) are still required but not used.
+    type: bool
+    default: false
+    version_added: 0.1.0
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -174,6 +183,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+baseline_tiers:
+  description: Tier names of the baseline file, with O(validate_only=true).
+  returned: when O(validate_only=true)
+  type: list
+  elements: str
+  sample: [low, medium, high]
 verdict:
   description: V(pass), V(regression) or V(incomplete).
   returned: always
@@ -232,6 +247,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._report import (
     ReportError,
     baseline_from_report,
     build_report,
+    check_tolerances,
     load_baseline,
     write_report,
 )
@@ -259,6 +275,7 @@ def argument_spec():
         model=dict(type="str"),
         tp_size=dict(type="int"),
         notes=dict(type="list", elements="str", default=[]),
+        validate_only=dict(type="bool", default=False),
     )
 
 
@@ -268,6 +285,16 @@ def main():
     for name in ("token_tolerance", "outlier_tolerance"):
         if not 0.0 <= p[name] < 1.0:
             module.fail_json(msg="%s must be a fraction in [0, 1), got %s" % (name, p[name]))
+    if p["validate_only"]:
+        # The benchmark role calls this before any tier runs: a typo in the baseline or the
+        # tolerances must not cost an hour of benchmarking first.
+        try:
+            check_tolerances(p["tolerances"])
+            baseline = load_baseline(p["baseline"]) if p["baseline"] else None
+        except ReportError as exc:
+            module.fail_json(msg=str(exc))
+        module.exit_json(changed=False, baseline_path=p["baseline"],
+                         baseline_tiers=sorted((baseline or {}).get("tiers", {})))
     run = {k: p[k] for k in ("run_id", "started", "finished", "collection_version", "image",
                              "model", "tp_size", "notes")}
     try:

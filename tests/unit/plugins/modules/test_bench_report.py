@@ -126,3 +126,18 @@ def test_bad_tolerance_is_refused(tmp_path):
     result = run_module(base_args(tmp_path, outlier_tolerance=1.5))
     assert result["_rc"] == 1
     assert result["msg"] == "outlier_tolerance must be a fraction in [0, 1), got 1.5"
+
+
+def test_validate_only_checks_baseline_and_tolerances_and_writes_nothing(tmp_path):
+    args = {"output_dir": str(tmp_path / "r1"), "hosts": HOSTS, "run_id": "r1", "validate_only": True}
+    result = run_module(dict(args, baseline=BASELINE))
+    assert result["_rc"] == 0 and result["changed"] is False
+    assert result["baseline_tiers"] == ["high", "low", "medium"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "schema_version": 1\n  "tiers": {}\n}\n')
+    result = run_module(dict(args, baseline=str(bad)))
+    assert result["_rc"] == 1
+    assert result["msg"].startswith("baseline file %s does not parse as JSON at line 3" % bad)
+    result = run_module(dict(args, tolerances={"median_tpot_ms": 2}))
+    assert result["_rc"] == 1 and result["msg"].startswith("invalid tolerances")
+    assert not (tmp_path / "r1").exists()
