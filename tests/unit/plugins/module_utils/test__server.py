@@ -216,17 +216,17 @@ def test_wait_returns_when_ready_and_asks_the_container_only_when_the_port_is_cl
 
 
 def test_wait_probes_often_but_asks_the_container_at_most_once_per_check_every():
-    outcome, clock, probes, checks = run_wait([REFUSED] * 9 + [READY], interval=0.25, check_every=1.0)
-    assert outcome.status == "ready" and outcome.attempts == 10
-    # 9 refused probes 0.25 s apart: the container is asked at 0, 1.0, 2.0 (not 9 times)
-    assert [c - checks[0] for c in checks] == [0.0, 1.0, 2.0]
+    outcome, clock, probes, checks = run_wait([REFUSED] * 21 + [READY], interval=0.1, check_every=0.5)
+    assert outcome.status == "ready" and outcome.attempts == 22
+    # 21 refused probes 0.1 s apart: the container is asked at 0, 0.5, 1.0, 1.5, 2.0 (not 21 times)
+    assert [round(c - checks[0], 6) for c in checks] == [0.0, 0.5, 1.0, 1.5, 2.0]
 
 
 def test_wait_with_sparse_checks_still_fails_fast_when_the_server_died():
     death = {"alive": False, "rc": {"rc": 1}, "log_tail": ["boom"]}
-    outcome, clock, probes, checks = run_wait([REFUSED], deaths=[None, death], timeout=1800, interval=0.25,
-                                              check_every=1.0)
-    assert (outcome.status, outcome.elapsed, outcome.attempts, len(checks)) == ("died", 1.0, 5, 2)
+    outcome, clock, probes, checks = run_wait([REFUSED], deaths=[None, death], timeout=1800, interval=0.1,
+                                              check_every=0.5)
+    assert (outcome.status, round(outcome.elapsed, 6), outcome.attempts, len(checks)) == ("died", 0.5, 6, 2)
 
 
 def test_wait_fails_at_once_when_the_server_died():

@@ -1,0 +1,532 @@
+"""`make bench`: the collection's own rollout cost on the simulated fleet (issue 9).
+
+For each N in BENCH_HOSTS (default 1,4,16) on one bed of max(N) hosts (the N-host cases use
+--limit gpu01..gpuN), measures:
+
+  floor     the image pulled alone on all N hosts at once (docker -H ... pull per host) + L
+  ours      site.yml stages preflight,container,packages,server from no container and no image
+            (cold), then again on the converged fleet (warm, must be changed=0), with the
+            repository's ansible.cfg; readiness latency from the stand-in's own ready_at_ms to
+            the sglang_server result reaching the controller
+  mitogen   the same cold and warm runs under strategy mitogen_linear (null + reason when the
+            installed mitogen cannot run them)
+  baseline  tests/bench/baseline_shell.yml (the recipe as shell tasks) with Ansible's defaults
+
+Wall time is the ansible-playbook process's; controller CPU is its rusage including every
+child it waited for (os.wait4): workers, modules' ssh clients. SSH ControlPersist masters are
+closed before every run, so every run pays its own connection setup.
+
+Writes bench/results.json (after every phase, so a failure keeps what was measured) and
+bench/results.md; logs under bench/out/. Run as root from the repository root:
+
+    BENCH_HOSTS=1,4 BENCH_LOAD_SECONDS=10 .venv/bin/python tests/bench/bench.py
+
+Environment: BENCH_HOSTS, BENCH_LOAD_SECONDS (L, default 10), BENCH_BASELINE_SLEEP (the
+baseline's fixed sleep, default L + 5), BENCH_SKIP (comma list of floor,ours,mitogen,baseline),
+BENCH_KEEP_BED=1 (leave the bed up), BENCH_BED_HOSTS (a bigger bed than max(N), to reuse one
+that is up), SIMFLEET_INSTANCE (which bed; default the default bed).
+"""
+
+import concurrent.futures
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH_DIR = os.path.join(ROOT, "tests", "bench")
+OUT = os.path.join(ROOT, "bench")
+LOGS = os.path.join(OUT, "out")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+PY = os.path.join(VENV_BIN, "python") if os.path.exists(os.path.join(VENV_BIN, "python")) else sys.executable
+STAGES = ["preflight", "container", "packages", "server"]
+COLUMNS = ("N", "floor s", "ours cold s", "ours warm s", "warm changed", "CPU/host cold s", "CPU/host warm s",
+           "tasks/host", "ready median s", "ready max s", "mitogen cold s", "mitogen warm s", "mitogen CPU/host warm s",
+           "baseline cold s", "baseline warm s", "baseline CPU/host cold s", "baseline CPU/host warm s")
+CONTAINER = "Kimi-linear"
+READY_RE = re.compile(r"\[standin\] ready_at_ms=(\d+)")
+STARTED_RE = re.compile(r"\[standin\] started_at_ms=(\d+)")
+# Rough seconds per phase on the 2-core development machine, for the first estimate only:
+# a + b * N (pull and per-host overhead grow with N); replaced by measured figures as it runs.
+ESTIMATE = {"floor": (15, 15), "ours": (60, 25), "mitogen": (60, 25), "baseline": (75, 28), "reset": (5, 4)}
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+def base_env():
+    env = dict(os.environ)
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = os.path.join(ROOT, "tests") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["ANSIBLE_COLLECTIONS_PATH"] = os.path.join(ROOT, ".build")
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run(argv, check=True, capture=True, env=None, timeout=None):
+    proc = subprocess.run(argv, cwd=ROOT, env=env or base_env(), text=True, timeout=timeout,
+                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None,
+                          check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError("%s failed (exit %s): %s" % (" ".join(argv[:4]), proc.returncode,
+                                                        (proc.stderr or proc.stdout or "").strip()[-600:]))
+    return proc
+
+
+def simfleet(*args, capture=True):
+    return run([PY, "-m", "simfleet"] + list(args), capture=capture)
+
+
+class Bed:
+    """The simulated fleet's hosts as the inventory describes them."""
+
+    def __init__(self, inventory_path):
+        self.inventory = inventory_path
+        with open(inventory_path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+        group = data["all"]["children"]["gpu_hosts"]
+        self.hosts = group["hosts"]
+        self.group_vars = group.get("vars", {})
+        self.image = self.group_vars["sglang_image"]
+        self.names = sorted(self.hosts)
+
+    def sock(self, host):
+        return self.hosts[host]["sglang_docker_host"]
+
+    def docker(self, host, *args, check=True, timeout=600):
+        return run(["docker", "-H", self.sock(host)] + list(args), check=check, timeout=timeout)
+
+    def each(self, hosts, func):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+            return list(pool.map(func, hosts))
+
+    def reset(self, hosts):
+        """No container and no image on the hosts: a cold converge starts from nothing."""
+        def one(host):
+            self.docker(host, "rm", "-f", CONTAINER, check=False)
+            self.docker(host, "rmi", "-f", self.image, check=False)
+            if self.docker(host, "image", "inspect", self.image, check=False).returncode == 0:
+                raise RuntimeError("%s: image %s still present after rmi" % (host, self.image))
+        self.each(hosts, one)
+
+    def close_ssh_masters(self, hosts):
+        """Close these hosts' ControlPersist masters, so that every run pays its own connection
+        setup. ssh computes each control path (%C) itself from the same options Ansible uses;
+        masters of other hosts, which another run may be using, are left alone."""
+        def one(host):
+            hv = self.hosts[host]
+            target = "%s@%s" % (hv.get("ansible_user", "root"), hv["ansible_host"])
+            paths = {"%s/%%C" % directory for directory in (hv.get("ansible_control_path_dir"),
+                                                            os.path.expanduser("~/.ansible/cp")) if directory}
+            for path in paths:
+                run(["ssh", "-o", "ControlPath=" + path, "-O", "exit", target], check=False, timeout=30)
+        self.each(hosts, one)
+
+    def pull(self, hosts):
+        start = time.monotonic()
+        self.each(hosts, lambda host: self.docker(host, "pull", "-q", self.image, timeout=1800))
+        return time.monotonic() - start
+
+    def ready_at(self, host, log_path):
+        """The stand-in's own (started, ready) timestamps (epoch s) from the server log."""
+        proc = self.docker(host, "exec", CONTAINER, "cat", log_path, check=False)
+        ready, started = READY_RE.findall(proc.stdout or ""), STARTED_RE.findall(proc.stdout or "")
+        return (int(started[-1]) / 1000.0 if started else None, int(ready[-1]) / 1000.0 if ready else None)
+
+
+def playbook(label, argv, env_extra, log_path):
+    """Runs ansible-playbook as a child; returns wall, CPU (rusage of its tree), rc, stats."""
+    env = base_env()
+    env.update(env_extra)
+    stats_file = log_path[:-4] + ".stats.json"
+    env["BENCH_STATS_FILE"] = stats_file
+    env["ANSIBLE_CALLBACK_PLUGINS"] = os.path.join(BENCH_DIR, "callback_plugins")
+    if os.path.exists(stats_file):
+        os.unlink(stats_file)
+    with open(log_path, "w", encoding="utf-8") as out:
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, cwd=env.pop("BENCH_CWD", ROOT), env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        status, usage = os.wait4(proc.pid, 0)[1:]
+        wall = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    stats, tasks = {}, []
+    try:
+        with open(stats_file, encoding="utf-8") as handle:
+            data = json.load(handle)
+        stats, tasks = data["hosts"], data.get("tasks", [])
+    except (OSError, ValueError) as exc:
+        log("  %s: no per-host figures from the bench_stats callback (%s); see the log" % (label, exc))
+    cpu = usage.ru_utime + usage.ru_stime
+    log("  %-16s %6.1fs wall, %6.1fs controller CPU, exit %d (%s)"
+        % (label, wall, cpu, proc.returncode, os.path.relpath(log_path, ROOT)))
+    return {"wall": wall, "cpu": cpu, "rc": proc.returncode, "stats": stats, "tasks": tasks}
+
+
+def slowest(tasks, count=6):
+    """The tasks that took longest (first start to last host result), for docs/performance.md."""
+    return [[t["name"], t["seconds"]] for t in sorted(tasks, key=lambda t: -t["seconds"])[:count]]
+
+
+def changed_total(stats, hosts):
+    return sum(stats.get(h, {}).get("recap", {}).get("changed", 0) for h in hosts)
+
+
+def failed_hosts(stats, hosts):
+    bad = []
+    for host in hosts:
+        recap = stats.get(host, {}).get("recap")
+        if not recap or recap.get("failures") or recap.get("unreachable"):
+            bad.append(host)
+    return bad
+
+
+class Bench:
+    def __init__(self):
+        self.sizes = [int(x) for x in os.environ.get("BENCH_HOSTS", "1,4,16").split(",") if x.strip()]
+        self.load = float(os.environ.get("BENCH_LOAD_SECONDS", "10"))
+        self.baseline_sleep = float(os.environ.get("BENCH_BASELINE_SLEEP", str(self.load + 5)))
+        self.skip = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
+        self.results = {"machine": {}, "runs": [], "targets": []}
+        self.engine_started = False
+        self.bed_up = False
+        self.bed = None
+        self.mitogen = self.find_mitogen()
+        self.results_dir = tempfile.mkdtemp(prefix="bench-results-")
+
+    # ------------------------------------------------------------------ setup and teardown
+    def find_mitogen(self):
+        proc = run([PY, "-c", "import ansible_mitogen, mitogen, os; print(os.path.dirname(ansible_mitogen.__file__));"
+                    "print('.'.join(map(str, mitogen.__version__)))"], check=False)
+        if proc.returncode != 0:
+            return {"available": False, "reason": "mitogen is not installed in the venv (pip install -r requirements.txt)"}
+        path, version = proc.stdout.split()
+        return {"available": True, "version": version, "strategy_plugins": os.path.join(path, "plugins", "strategy")}
+
+    def machine(self):
+        cpu_model = ""
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpu_model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+        except OSError:
+            pass
+        ansible = run([os.path.join(VENV_BIN, "ansible"), "--version"], check=False).stdout.splitlines()[:1]
+        return {"cpus": os.cpu_count(), "cpu_model": cpu_model, "kernel": platform.release(),
+                "python": platform.python_version(), "ansible": ansible[0] if ansible else "",
+                "mitogen": self.mitogen.get("version"), "load_average_at_start": list(os.getloadavg()),
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "load_seconds": self.load, "baseline_sleep_seconds": self.baseline_sleep,
+                "bed_instance": os.environ.get("SIMFLEET_INSTANCE", "0"), "hosts": self.sizes,
+                "image_size_mb": None}
+
+    def setup(self):
+        engine = os.path.join(ROOT, "tests", "scripts", "engine.sh")
+        if run([engine, "status"], check=False).returncode != 0:
+            log("starting the build engine (stopped again at the end)")
+            run([engine, "start"])
+            self.engine_started = True
+        docker_host = run([engine, "host"]).stdout.strip()
+        env = base_env()
+        env["DOCKER_HOST"] = docker_host
+        image = run([PY, os.path.join(ROOT, "tests", "standin", "build.py"), "--docker-host", docker_host],
+                    env=env).stdout.strip().splitlines()[-1]
+        hosts = max(self.sizes + [int(os.environ.get("BENCH_BED_HOSTS", "0"))])
+        log("bringing up a bed of %d hosts with %s (SIMFLEET_INSTANCE=%s)"
+            % (hosts, image, os.environ.get("SIMFLEET_INSTANCE", "0")))
+        start = time.monotonic()
+        self.bed_up = True
+        simfleet("up", "--hosts", str(hosts), "--profile", "mi300x-8gpu", "--image", image, capture=False)
+        log("bed up in %.0fs" % (time.monotonic() - start))
+        self.bed = Bed(simfleet("inventory", "--path").stdout.strip())
+        self.results["machine"]["bed_up_s"] = round(time.monotonic() - start, 1)
+
+    def teardown(self):
+        if self.bed_up and os.environ.get("BENCH_KEEP_BED") != "1":
+            start = time.monotonic()
+            log("tearing the bed down")
+            proc = simfleet("down")
+            if proc.returncode != 0:
+                log("simfleet down failed: %s" % proc.stderr)
+            log("bed down in %.0fs" % (time.monotonic() - start))
+        if self.engine_started:
+            run([os.path.join(ROOT, "tests", "scripts", "engine.sh"), "stop"], check=False)
+        shutil.rmtree(self.results_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ the runs
+    def ours_argv(self, hosts):
+        return [os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.bed.inventory,
+                "-i", os.path.join(BENCH_DIR, "inventory.yml"), os.path.join(ROOT, "playbooks", "site.yml"),
+                "--limit", ",".join(hosts), "-e", json.dumps({"sglang_stages": STAGES}),
+                "-e", "bench_load_seconds=%s" % self.load, "-e", "sglang_results_dir=%s" % self.results_dir]
+
+    def baseline_argv(self, hosts):
+        return [os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.bed.inventory,
+                os.path.join(BENCH_DIR, "baseline_shell.yml"), "--limit", ",".join(hosts),
+                "-e", "bench_load_seconds=%s" % self.load, "-e", "bench_baseline_sleep=%s" % self.baseline_sleep]
+
+    def ours_env(self):
+        # the repository's ansible.cfg (fleet-scale settings), plus the counting callback
+        return {"ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
+                "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.timer,ansible.posix.profile_tasks,bench_stats"}
+
+    def mitogen_env(self):
+        env = self.ours_env()
+        env["ANSIBLE_STRATEGY_PLUGINS"] = self.mitogen["strategy_plugins"]
+        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+        # Mitogen decides on host keys from host_key_checking alone; it does not see the
+        # bed inventory's `-o StrictHostKeyChecking=no` in ansible_ssh_common_args.
+        env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+        return env
+
+    def baseline_env(self):
+        # Ansible's defaults: a config file with nothing in it, so the repository's is not read
+        return {"ANSIBLE_CONFIG": os.path.join(BENCH_DIR, "default.cfg"), "ANSIBLE_CALLBACKS_ENABLED": "bench_stats"}
+
+    def cold_warm(self, n, hosts, label, argv, env):
+        """Reset, cold run, warm run. Returns (cold, warm) playbook records."""
+        self.bed.reset(hosts)
+        self.bed.close_ssh_masters(hosts)
+        cold = playbook("%s cold" % label, argv, env, os.path.join(LOGS, "n%d-%s-cold.log" % (n, label)))
+        bad = failed_hosts(cold["stats"], hosts)
+        if cold["rc"] != 0 or bad:
+            raise RuntimeError("%s cold converge failed (exit %d, hosts %s); see bench/out/n%d-%s-cold.log"
+                               % (label, cold["rc"], ",".join(bad) or "-", n, label))
+        self.bed.close_ssh_masters(hosts)
+        warm = playbook("%s warm" % label, argv, env, os.path.join(LOGS, "n%d-%s-warm.log" % (n, label)))
+        bad = failed_hosts(warm["stats"], hosts)
+        if warm["rc"] != 0 or bad:
+            raise RuntimeError("%s warm re-run failed (exit %d, hosts %s); see bench/out/n%d-%s-warm.log"
+                               % (label, warm["rc"], ",".join(bad) or "-", n, label))
+        return cold, warm
+
+    def readiness(self, hosts, stats):
+        """Per host: ready -> module result on the controller, and the stand-in's own start -> ready."""
+        latencies, starts = {}, {}
+        for host in hosts:
+            server = stats.get(host, {}).get("server")
+            if not server or not server.get("log_path"):
+                continue
+            started, ready = self.bed.ready_at(host, server["log_path"])
+            if ready is not None:
+                latencies[host] = round(server["returned_at"] - ready, 3)
+                if started is not None:
+                    starts[host] = round(ready - started, 3)
+        return latencies, starts
+
+    def measure(self, n):
+        hosts = self.bed.names[:n]
+        entry = {"n": n, "ours": None, "mitogen": None, "baseline": None, "floor_s": None, "errors": {}}
+        self.results["runs"].append(entry)
+
+        if "floor" not in self.skip:
+            try:
+                self.bed.reset(hosts)
+                pull = self.bed.pull(hosts)
+                entry["pull_alone_s"] = round(pull, 2)
+                if self.results["machine"].get("image_size_mb") is None:
+                    size = self.bed.docker(hosts[0], "image", "inspect", "-f", "{{.Size}}", self.bed.image).stdout
+                    self.results["machine"]["image_size_mb"] = round(int(size) / 1e6)
+                entry["floor_s"] = round(self.load + pull, 2)
+                log("  floor            %6.1fs = L %.0fs + pull alone on %d hosts %.1fs"
+                    % (self.load + pull, self.load, n, pull))
+            except Exception as exc:  # pylint: disable=broad-except
+                entry["errors"]["floor"] = str(exc)
+                log("  floor FAILED: %s" % exc)
+            self.save()
+
+        if "ours" not in self.skip:
+            try:
+                cold, warm = self.cold_warm(n, hosts, "ours", self.ours_argv(hosts), self.ours_env())
+                latencies, starts = self.readiness(hosts, cold["stats"])
+                values = sorted(latencies.values())
+                entry["ours"] = {
+                    "cold_s": round(cold["wall"], 2), "warm_s": round(warm["wall"], 2),
+                    "cpu_per_host_cold_s": round(cold["cpu"] / n, 3), "cpu_per_host_warm_s": round(warm["cpu"] / n, 3),
+                    "tasks_per_host": round(statistics.mean(cold["stats"][h]["tasks"] for h in hosts), 1),
+                    "tasks_per_host_warm": round(statistics.mean(warm["stats"][h]["tasks"] for h in hosts), 1),
+                    "ready_latency_median_s": round(statistics.median(values), 3) if values else None,
+                    "ready_latency_max_s": round(max(values), 3) if values else None,
+                    "ready_latency_s": latencies,
+                    # the stand-in's own start to ready (L plus its process start-up), per host
+                    "server_start_to_ready_s": starts,
+                    "slowest_tasks_cold": slowest(cold["tasks"]), "slowest_tasks_warm": slowest(warm["tasks"]),
+                    "warm_changed": changed_total(warm["stats"], hosts),
+                }
+                if len(values) != n:
+                    entry["errors"]["readiness"] = "ready timestamp found on %d of %d hosts" % (len(values), n)
+                log("  ours: %s tasks/host, readiness median %s s max %s s, warm changed=%d"
+                    % (entry["ours"]["tasks_per_host"], entry["ours"]["ready_latency_median_s"],
+                       entry["ours"]["ready_latency_max_s"], entry["ours"]["warm_changed"]))
+            except Exception as exc:  # pylint: disable=broad-except
+                entry["errors"]["ours"] = str(exc)
+                log("  ours FAILED: %s" % exc)
+            self.save()
+
+        if "mitogen" not in self.skip:
+            if not self.mitogen["available"]:
+                entry["mitogen"] = {"cold_s": None, "warm_s": None, "cpu_per_host_warm_s": None,
+                                    "reason": self.mitogen["reason"]}
+            else:
+                try:
+                    cold, warm = self.cold_warm(n, hosts, "mitogen", self.ours_argv(hosts), self.mitogen_env())
+                    entry["mitogen"] = {"cold_s": round(cold["wall"], 2), "warm_s": round(warm["wall"], 2),
+                                        "cpu_per_host_cold_s": round(cold["cpu"] / n, 3),
+                                        "cpu_per_host_warm_s": round(warm["cpu"] / n, 3),
+                                        "warm_changed": changed_total(warm["stats"], hosts),
+                                        "version": self.mitogen["version"]}
+                except Exception as exc:  # pylint: disable=broad-except
+                    entry["mitogen"] = {"cold_s": None, "warm_s": None, "cpu_per_host_warm_s": None,
+                                        "reason": "mitogen %s: %s" % (self.mitogen["version"], exc)}
+                    entry["errors"]["mitogen"] = str(exc)
+                    log("  MITOGEN FAILED: %s" % exc)
+            self.save()
+
+        if "baseline" not in self.skip:
+            try:
+                cold, warm = self.cold_warm(n, hosts, "baseline", self.baseline_argv(hosts), self.baseline_env())
+                entry["baseline"] = {"cold_s": round(cold["wall"], 2), "warm_s": round(warm["wall"], 2),
+                                     "cpu_per_host_cold_s": round(cold["cpu"] / n, 3),
+                                     "cpu_per_host_warm_s": round(warm["cpu"] / n, 3),
+                                     "tasks_per_host": round(statistics.mean(cold["stats"][h]["tasks"] for h in hosts), 1),
+                                     "slowest_tasks_cold": slowest(cold["tasks"])}
+            except Exception as exc:  # pylint: disable=broad-except
+                entry["errors"]["baseline"] = str(exc)
+                log("  baseline FAILED: %s" % exc)
+            self.save()
+        if not entry["errors"]:
+            del entry["errors"]
+
+    # ------------------------------------------------------------------ targets and output
+    def targets(self):
+        runs = {r["n"]: r for r in self.results["runs"]}
+        big = runs.get(16) or (runs[max(runs)] if runs else None)
+        out = []
+
+        def add(name, ok, detail):
+            out.append({"target": name, "status": "n/a" if ok is None else ("pass" if ok else "FAIL"), "detail": detail})
+
+        def get(run_, side, key):
+            return (run_ or {}).get(side) and run_[side].get(key)
+
+        n_big = big["n"] if big else None
+        cold, warm = get(big, "ours", "cold_s"), get(big, "ours", "warm_s")
+        add("warm re-run at N=%s under 25%% of our cold converge" % n_big,
+            None if not (cold and warm) else warm < 0.25 * cold,
+            "warm %s s / cold %s s = %s" % (warm, cold, "%.0f%%" % (100 * warm / cold) if cold and warm else "?"))
+        medians = [get(r, "ours", "ready_latency_median_s") for r in self.results["runs"]]
+        medians = [m for m in medians if m is not None]
+        add("readiness latency median under 0.5 s", None if not medians else max(medians) < 0.5,
+            "medians per N: %s s" % ", ".join("%.3f" % m for m in medians))
+        floor = big and big.get("floor_s")
+        add("our cold converge at N=%s within 1.5x of the floor" % n_big, None if not (cold and floor) else cold <= 1.5 * floor,
+            "cold %s s / floor %s s = %s" % (cold, floor, "%.2fx" % (cold / floor) if cold and floor else "?"))
+        pairs = [(r["n"], get(r, "ours", "cold_s"), get(r, "baseline", "cold_s"), get(r, "ours", "warm_s"),
+                  get(r, "baseline", "warm_s")) for r in self.results["runs"]]
+        complete = [p for p in pairs if None not in p]
+        add("ours faster than the baseline at every N (cold and warm)",
+            None if not complete else (len(complete) == len(pairs)
+                                       and all(oc < bc and ow < bw for _n, oc, bc, ow, bw in complete)),
+            "; ".join("N=%s cold %s vs %s, warm %s vs %s" % p for p in pairs))
+        ours_cpu, base_cpu = get(big, "ours", "cpu_per_host_warm_s"), get(big, "baseline", "cpu_per_host_warm_s")
+        add("controller CPU per host, warm re-run at N=%s, at most 60%% of the baseline's" % n_big,
+            None if not (ours_cpu and base_cpu) else ours_cpu <= 0.6 * base_cpu,
+            "ours %s s vs baseline %s s = %s" % (ours_cpu, base_cpu,
+                                                 "%.0f%%" % (100 * ours_cpu / base_cpu) if ours_cpu and base_cpu else "?"))
+        if n_big != 16:
+            for item in out:
+                item["detail"] += " (N=16 was not measured in this run)"
+        return out
+
+    def markdown(self):
+        def fmt(value, unit=""):
+            return "–" if value is None else ("%s%s" % (value, unit))
+
+        m = self.results["machine"]
+        lines = ["# make bench results", "",
+                 "%s, %s CPUs (%s), %s; L = %ss, baseline fixed sleep %ss; started %s, load average %s." % (
+                     m.get("ansible"), m.get("cpus"), m.get("cpu_model"), "mitogen " + str(m.get("mitogen")),
+                     m.get("load_seconds"), m.get("baseline_sleep_seconds"), m.get("started_utc"),
+                     ", ".join("%.2f" % x for x in m.get("load_average_at_start", []))), "",
+                 "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        for r in self.results["runs"]:
+            o, g, b = r.get("ours") or {}, r.get("mitogen") or {}, r.get("baseline") or {}
+            lines.append("| %s |" % " | ".join(fmt(x) for x in (
+                r["n"], r.get("floor_s"), o.get("cold_s"), o.get("warm_s"), o.get("warm_changed"),
+                o.get("cpu_per_host_cold_s"), o.get("cpu_per_host_warm_s"), o.get("tasks_per_host"),
+                o.get("ready_latency_median_s"), o.get("ready_latency_max_s"), g.get("cold_s"), g.get("warm_s"),
+                g.get("cpu_per_host_warm_s"), b.get("cold_s"), b.get("warm_s"), b.get("cpu_per_host_cold_s"),
+                b.get("cpu_per_host_warm_s"))))
+        lines += ["", "| target | status | measured |", "|---|---|---|"]
+        lines += ["| %s | %s | %s |" % (t["target"], t["status"], t["detail"]) for t in self.results.get("targets", [])]
+        errors = [(r["n"], k, v) for r in self.results["runs"] for k, v in (r.get("errors") or {}).items()]
+        reasons = [(r["n"], r["mitogen"]["reason"]) for r in self.results["runs"]
+                   if r.get("mitogen") and r["mitogen"].get("reason")]
+        if errors or reasons:
+            lines += ["", "Not measured:"]
+            lines += ["- N=%s %s: %s" % e for e in errors]
+            lines += ["- N=%s mitogen: %s" % e for e in reasons if not any(x[0] == e[0] and x[1] == "mitogen" for x in errors)]
+        return "\n".join(lines) + "\n"
+
+    def save(self):
+        os.makedirs(OUT, exist_ok=True)
+        self.results["targets"] = self.targets()
+        tmp = os.path.join(OUT, ".results.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(self.results, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, os.path.join(OUT, "results.json"))
+        with open(os.path.join(OUT, "results.md"), "w", encoding="utf-8") as handle:
+            handle.write(self.markdown())
+
+    def estimate(self, sizes):
+        return sum(a + b * n for n in sizes for phase, (a, b) in ESTIMATE.items()
+                   if phase == "reset" or phase not in self.skip)
+
+    def main(self):
+        if os.geteuid() != 0:
+            sys.exit("bench: run as root (the simulated fleet needs network namespaces and dockerds)")
+        os.makedirs(LOGS, exist_ok=True)
+        started = time.monotonic()
+        self.results["machine"] = self.machine()
+        log("N = %s, L = %ss; mitogen: %s"
+            % (",".join(map(str, self.sizes)), self.load, self.mitogen.get("version") or self.mitogen.get("reason")))
+        log("estimated runtime on a quiet 2-core machine: about %.0f min, plus about %.0f min to bring the bed "
+            "up and down" % (self.estimate(self.sizes) / 60, max(self.sizes) * 40 / 60))
+        try:
+            self.setup()
+            for index, n in enumerate(self.sizes):
+                phase_start = time.monotonic()
+                log("N=%d (%d/%d): estimated %.0f min for this N" % (n, index + 1, len(self.sizes), self.estimate([n]) / 60))
+                self.measure(n)
+                took = time.monotonic() - phase_start
+                rest = self.sizes[index + 1:]
+                if rest:
+                    scale = took / self.estimate([n])
+                    log("N=%d took %.0fs; remaining about %.0f min" % (n, took, scale * self.estimate(rest) / 60))
+        except Exception as exc:  # pylint: disable=broad-except
+            self.results.setdefault("errors", []).append(str(exc))
+            log("FAILED: %s" % exc)
+        finally:
+            self.results["machine"]["total_s"] = round(time.monotonic() - started, 1)
+            self.save()
+            self.teardown()
+        print()
+        print(self.markdown())
+        log("wrote bench/results.json and bench/results.md in %.0f min" % ((time.monotonic() - started) / 60))
+        failed = [r for r in self.results["runs"] if r.get("errors")] or self.results.get("errors")
+        return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(Bench().main())
