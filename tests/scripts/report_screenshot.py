@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Open a fleet_report.html in headless Chromium, screenshot it, and check the charts rendered.
 
     report_screenshot.py REPORT.html OUT.png [--expect STATE=MIN_PIXELS ...]
