@@ -179,6 +179,12 @@ def slowest(tasks, count=6):
     return [[t["name"], t["seconds"]] for t in sorted(tasks, key=lambda t: -t["seconds"])[:count]]
 
 
+def wall_and_cpu(cold, warm, n):
+    """The four figures every configuration reports: wall time and controller CPU per host."""
+    return {"cold_s": round(cold["wall"], 2), "warm_s": round(warm["wall"], 2),
+            "cpu_per_host_cold_s": round(cold["cpu"] / n, 3), "cpu_per_host_warm_s": round(warm["cpu"] / n, 3)}
+
+
 def changed_total(stats, hosts):
     return sum(stats.get(h, {}).get("recap", {}).get("changed", 0) for h in hosts)
 
@@ -351,8 +357,7 @@ class Bench:
                 latencies, starts = self.readiness(hosts, cold["stats"])
                 values = sorted(latencies.values())
                 entry["ours"] = {
-                    "cold_s": round(cold["wall"], 2), "warm_s": round(warm["wall"], 2),
-                    "cpu_per_host_cold_s": round(cold["cpu"] / n, 3), "cpu_per_host_warm_s": round(warm["cpu"] / n, 3),
+                    **wall_and_cpu(cold, warm, n),
                     "tasks_per_host": round(statistics.mean(cold["stats"][h]["tasks"] for h in hosts), 1),
                     "tasks_per_host_warm": round(statistics.mean(warm["stats"][h]["tasks"] for h in hosts), 1),
                     "ready_latency_median_s": round(statistics.median(values), 3) if values else None,
@@ -380,9 +385,7 @@ class Bench:
             else:
                 try:
                     cold, warm = self.cold_warm(n, hosts, "mitogen", self.ours_argv(hosts), self.mitogen_env())
-                    entry["mitogen"] = {"cold_s": round(cold["wall"], 2), "warm_s": round(warm["wall"], 2),
-                                        "cpu_per_host_cold_s": round(cold["cpu"] / n, 3),
-                                        "cpu_per_host_warm_s": round(warm["cpu"] / n, 3),
+                    entry["mitogen"] = {**wall_and_cpu(cold, warm, n),
                                         "warm_changed": changed_total(warm["stats"], hosts),
                                         "version": self.mitogen["version"]}
                 except Exception as exc:  # pylint: disable=broad-except
@@ -395,9 +398,7 @@ class Bench:
         if "baseline" not in self.skip:
             try:
                 cold, warm = self.cold_warm(n, hosts, "baseline", self.baseline_argv(hosts), self.baseline_env())
-                entry["baseline"] = {"cold_s": round(cold["wall"], 2), "warm_s": round(warm["wall"], 2),
-                                     "cpu_per_host_cold_s": round(cold["cpu"] / n, 3),
-                                     "cpu_per_host_warm_s": round(warm["cpu"] / n, 3),
+                entry["baseline"] = {**wall_and_cpu(cold, warm, n),
                                      "tasks_per_host": round(statistics.mean(cold["stats"][h]["tasks"] for h in hosts), 1),
                                      "slowest_tasks_cold": slowest(cold["tasks"])}
             except Exception as exc:  # pylint: disable=broad-except
