@@ -11,6 +11,7 @@ fixes follow ../shared/reference/rocm_host.md section 7.
 from __future__ import absolute_import, division, print_function
 
 import errno
+import json
 import os
 import re
 import tempfile
@@ -576,6 +577,61 @@ def docker_status(result, docker_host):
         "local": host.startswith("unix://") or host.startswith("/"),
         "error": None if reachable else (result.get("msg") or "docker_host_info returned no host information"),
     }
+
+
+def docker_info_argv(docker_bin, docker_host, timeout=None, timeout_bin=None):
+    """argv of ``docker --host H info --format '{{json .}}'``, under coreutils timeout when given."""
+    argv = [docker_bin, "--host", docker_host or "unix:///var/run/docker.sock", "info", "--format", "{{json .}}"]
+    if timeout_bin and timeout:
+        argv = [timeout_bin, "--kill-after=2", "%ds" % int(timeout)] + argv
+    return argv
+
+
+def docker_status_from_cli(rc, stdout, stderr, docker_host, timeout=None):
+    """Normalise the answer of ``docker info --format '{{json .}}'`` like docker_status() does.
+
+    The CLI prints its client half even when the daemon is unreachable (then ServerVersion is
+    empty, the reason is on stderr and rc is 1); rc 124 is coreutils timeout giving up.
+    """
+    host = docker_host or "unix:///var/run/docker.sock"
+    info = {}
+    try:
+        parsed = json.loads(stdout or "{}")
+        if isinstance(parsed, dict):
+            info = parsed
+    except ValueError:
+        info = {}
+    errors = [str(e) for e in (info.get("ServerErrors") or []) if e]
+    reachable = rc == 0 and bool(info.get("ServerVersion")) and not errors
+    if reachable:
+        error = None
+    elif rc == 124:
+        error = "the daemon did not answer docker info within %ss" % (timeout,)
+    else:
+        lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
+        error = "; ".join(errors + lines) or "docker info exited %s with no server information" % rc
+    return {
+        "host": host,
+        "reachable": reachable,
+        "version": info.get("ServerVersion") or None,
+        "root_dir": info.get("DockerRootDir") or None,
+        "local": host.startswith("unix://") or host.startswith("/"),
+        "error": error,
+    }
+
+
+def probe_docker(which, run, docker_host, timeout):
+    """Ask the daemon with the docker CLI; ``which(name)`` finds a binary, ``run(argv, environ_update=)``
+    returns (rc, stdout, stderr). Never raises: a missing CLI or a silent daemon is an answer."""
+    host = docker_host or "unix:///var/run/docker.sock"
+    docker_bin = which("docker")
+    if not docker_bin:
+        return {"host": host, "reachable": False, "version": None, "root_dir": None,
+                "local": host.startswith("unix://") or host.startswith("/"),
+                "error": "the docker CLI is not on the host's PATH (install docker.io or docker-ce-cli)"}
+    argv = docker_info_argv(docker_bin, host, timeout, which("timeout"))
+    rc, out, err = run(argv, environ_update={"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"})
+    return docker_status_from_cli(rc, out, err, host, timeout)
 
 
 def host_summary(facts, docker):

@@ -78,13 +78,27 @@ options:
               gpu_processes, env_hygiene, amd_smi]
   docker:
     description:
-      - The registered result of M(community.docker.docker_host_info) for this host (run with
-        C(failed_when=false), so an unreachable daemon is a failed check, not a failed task).
-      - Keys used are C(can_talk_to_docker), C(host_info.DockerRootDir),
-        C(host_info.ServerVersion) and C(msg). Omitted, the Docker checks are V(n/a).
+      - A registered result of M(community.docker.docker_host_info) for this host (run with
+        C(failed_when=false)), for a caller that already has one. Keys used are
+        C(can_talk_to_docker), C(host_info.DockerRootDir), C(host_info.ServerVersion) and C(msg).
+      - Omitted, the module asks the daemon itself (see O(docker_probe)).
     type: dict
+  docker_probe:
+    description:
+      - When O(docker) is omitted, run C(docker --host <docker_host> info) on the host, under
+        C(timeout) for O(docker_timeout) seconds. A daemon that does not answer, or a missing
+        docker CLI, is a failed C(docker_daemon) check, not a failed task.
+      - V(false) leaves the Docker checks V(n/a).
+    type: bool
+    default: true
+  docker_timeout:
+    description: Seconds to wait for the daemon's answer to C(docker info).
+    type: int
+    default: 10
   docker_host:
-    description: The daemon address the result came from; its data root is measured only for a local (unix socket) daemon.
+    description:
+      - The daemon to check, as the docker CLI's C(--host) takes it. Its data root is measured only
+        for a local (unix socket) daemon.
     type: str
     default: unix:///var/run/docker.sock
   cache_dir:
@@ -128,16 +142,10 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Probe the Docker daemon
-  community.docker.docker_host_info:
-    docker_host: unix:///var/run/docker.sock
-  register: docker_probe
-  failed_when: false
-
-- name: Check the host for SGLang serving on 8 MI300X
+- name: Check the host for SGLang serving on 8 MI300X (the Docker daemon is asked too)
   sglang_rocm.fleet.rocm_preflight:
     host: "{{ inventory_hostname }}"
-    docker: "{{ docker_probe }}"
+    docker_host: unix:///var/run/docker.sock
     cache_dir: /var/cache/sglang
     tp_size: 8
     skip: [driver_version]
@@ -250,6 +258,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight impor
     docker_status,
     evaluate_checks,
     plan_remediation,
+    probe_docker,
     validate_inputs,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
@@ -287,6 +296,8 @@ def main():
             memory_partitions=dict(type="list", elements="str", default=["NPS1"]),
             skip=dict(type="list", elements="str", default=[], choices=list(CHECKS)),
             docker=dict(type="dict"),
+            docker_probe=dict(type="bool", default=True),
+            docker_timeout=dict(type="int", default=10),
             docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
             cache_dir=dict(type="path"),
             container_env=dict(type="dict", default={}),
@@ -314,6 +325,8 @@ def main():
     smi = collect_smi(params["amd_smi"], which, run, params["rocm_path"]) if params["amd_smi"] != "never" else None
     settings = dict((key, params[key]) for key in SETTINGS)
     docker = docker_status(params["docker"], params["docker_host"])
+    if docker is None and params["docker_probe"]:
+        docker = probe_docker(module.get_bin_path, module.run_command, params["docker_host"], params["docker_timeout"])
 
     def check():
         facts = gather(params["sysfs_root"], params["dev_root"], params["proc_root"], params["rocm_path"], smi)

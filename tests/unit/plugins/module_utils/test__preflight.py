@@ -325,3 +325,32 @@ def test_fleet_summary_groups_by_check_so_it_fits_one_screen(tmp_path):
     big = _preflight.fleet_report([("h%03d" % i, dict(doc["hosts"][2], host="h%03d" % i))
                                    for i in range(200)], "r")
     assert len(_preflight.fleet_summary(big)) < 12  # 200 failing hosts, still one screen
+
+
+def test_docker_info_answers_are_normalised():
+    ok = _preflight.docker_status_from_cli(0, '{"ServerVersion": "28.2.2", "DockerRootDir": "/var/lib/docker"}', "",
+                                           "unix:///var/run/docker.sock")
+    assert ok == {"host": "unix:///var/run/docker.sock", "reachable": True, "version": "28.2.2",
+                  "root_dir": "/var/lib/docker", "local": True, "error": None}
+    remote = _preflight.docker_status_from_cli(0, '{"ServerVersion": "28.2.2", "DockerRootDir": "/d"}', "",
+                                               "tcp://10.0.0.1:2376")
+    assert remote["reachable"] and not remote["local"]
+    # the CLI prints its client half (empty server fields) when the daemon does not answer
+    down = _preflight.docker_status_from_cli(1, '{"ServerVersion": "", "DockerRootDir": ""}',
+                                             "Cannot connect to the Docker daemon at unix:///x.sock.\n", "unix:///x.sock")
+    assert not down["reachable"] and down["root_dir"] is None
+    assert down["error"] == "Cannot connect to the Docker daemon at unix:///x.sock."
+    errors = _preflight.docker_status_from_cli(0, '{"ServerVersion": "", "ServerErrors": ["permission denied"]}', "",
+                                               None)
+    assert errors["error"] == "permission denied" and errors["host"] == "unix:///var/run/docker.sock"
+    slow = _preflight.docker_status_from_cli(124, "", "", "unix:///x.sock", timeout=10)
+    assert slow["error"] == "the daemon did not answer docker info within 10s"
+    garbage = _preflight.docker_status_from_cli(0, "not json", "", "unix:///x.sock")
+    assert not garbage["reachable"] and "no server information" in garbage["error"]
+
+
+def test_docker_info_argv_uses_timeout_only_when_found():
+    assert _preflight.docker_info_argv("/usr/bin/docker", "unix:///d.sock", 10, None) == [
+        "/usr/bin/docker", "--host", "unix:///d.sock", "info", "--format", "{{json .}}"]
+    assert _preflight.docker_info_argv("/usr/bin/docker", "unix:///d.sock", 10, "/usr/bin/timeout")[:3] == [
+        "/usr/bin/timeout", "--kill-after=2", "10s"]

@@ -10,7 +10,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.modules import rocm_preflight
 
 
 def args(tree, tmp_path, **extra):
-    base = dict(tree.roots, host="gpu01", amd_smi="never", tp_size=4, min_free_disk_gib=0.001,
+    base = dict(tree.roots, host="gpu01", amd_smi="never", tp_size=4, min_free_disk_gib=0.001, docker_probe=False,
                 cache_dir=str(tmp_path / "cache"), sysctl_file=str(tmp_path / "sysctl.d/90-sglang-rocm.conf"))
     base.update(extra)
     return base
@@ -66,6 +66,39 @@ def test_modprobe_is_run_through_run_command_and_its_failure_reported(tmp_path):
     assert kind == "exit" and result["changed"] is False
     assert result["report"]["failed"] == ["amdgpu_loaded", "kfd_present", "gpu_count"]
     assert "failed: modprobe amdgpu exited 1: modprobe: FATAL" in result["report"]["message"]
+
+
+def test_without_a_registered_result_the_module_asks_the_daemon_itself(tmp_path):
+    tree = build_host(tmp_path)
+    (tmp_path / "cache").mkdir()
+    info = '{"ServerVersion": "20.10.24", "DockerRootDir": "%s", "ServerErrors": null}' % tmp_path
+    runner = mock.Mock(return_value=(0, info, ""))
+    kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True, docker_timeout=7,
+                                                   docker_host="unix:///run/d.sock"),
+                              run_command=runner, bin_paths={"docker": "/usr/bin/docker", "timeout": "/usr/bin/timeout"})
+    runner.assert_called_once_with(["/usr/bin/timeout", "--kill-after=2", "7s", "/usr/bin/docker", "--host",
+                                    "unix:///run/d.sock", "info", "--format", "{{json .}}"],
+                                   environ_update={"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"})
+    checks = dict((c["name"], c) for c in result["report"]["checks"])
+    assert kind == "exit" and result["report"]["status"] == "pass"
+    assert checks["docker_daemon"]["observed"].startswith("Docker 20.10.24 at unix:///run/d.sock")
+    assert checks["docker_disk"]["status"] == "pass"
+
+
+def test_a_silent_daemon_or_a_missing_cli_is_a_failed_check_not_a_failed_task(tmp_path):
+    tree = build_host(tmp_path)
+    (tmp_path / "cache").mkdir()
+    down = mock.Mock(return_value=(1, '{"ServerVersion": ""}', "Cannot connect to the Docker daemon at "
+                                   "unix:///var/run/docker.sock. Is the docker daemon running?\n"))
+    kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True), run_command=down,
+                              bin_paths={"docker": "/usr/bin/docker"})
+    checks = dict((c["name"], c) for c in result["report"]["checks"])
+    assert kind == "exit" and result["report"]["failed"] == ["docker_daemon"]
+    assert "Cannot connect to the Docker daemon" in checks["docker_daemon"]["observed"]
+    assert checks["docker_disk"]["status"] == "n/a"
+    kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True))
+    checks = dict((c["name"], c) for c in result["report"]["checks"])
+    assert kind == "exit" and "docker CLI is not on the host's PATH" in checks["docker_daemon"]["observed"]
 
 
 def test_invalid_inputs_fail_before_anything_changes(tmp_path):
