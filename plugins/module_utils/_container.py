@@ -6,7 +6,8 @@
 """Pure logic of the container role: image references, profiles, the docker_container spec.
 
 Nothing here touches the host or Docker. The container_prepare module feeds it what it read
-(device nodes, group ids, docker_host_info lists) and turns SpecError into a failure message.
+(device nodes, group ids, the daemon's container and image lists) and turns SpecError into a
+failure message.
 """
 
 from __future__ import annotations

@@ -14,8 +14,13 @@ description:
   - Runs on the GPU host before the image or the container is touched. It validates every input
     of the C(sglang_rocm.fleet.container) role (profile, image reference, mirror, digest, devices,
     groups, extra options), reads the host (device nodes under O(dev_root), numeric group ids) and
-    the Docker state handed over from M(community.docker.docker_host_info), and fails with one
-    clear message before anything changes.
+    the Docker daemon at O(docker_host) (the container named O(name) and the images), and fails
+    with one clear message before anything changes.
+  - The daemon is read with community.docker's own API client, with the same two requests as
+    M(community.docker.docker_host_info) (O(containers) and O(images) below), so O(docker_host)
+    (V(unix://), V(tcp://) with TLS, V(ssh://)) and the other connection options work as in the
+    community.docker modules. The read comes first and is read-only; an unreachable daemon fails
+    naming the host and O(docker_host), and nothing is changed.
   - It resolves the image reference (mirror rewrite, digest pin), decides whether the image must
     be pulled or loaded, refuses to replace a container of the same name that the collection did
     not create unless O(adopt=true), and returns the exact parameters for
@@ -26,10 +31,14 @@ description:
   - The pure logic lives in C(plugins/module_utils/_container.py).
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - community.docker.docker.api_documentation
 attributes:
   check_mode:
     support: full
-    description: Validation and the spec are computed for real; directories and secret files are only reported.
+    description:
+      - The Docker daemon is read and validation and the spec are computed for real; directories
+        and secret files are only reported.
   diff_mode:
     support: full
     description: The diff lists the host paths that are created, rewritten or removed (never secret contents).
@@ -144,26 +153,58 @@ options:
     type: bool
     default: false
   containers:
-    description: The C(containers) list of M(community.docker.docker_host_info) (verbose).
+    description:
+      - The containers as the C(containers) list of M(community.docker.docker_host_info) returns
+        them (C(containers_all=true), C(containers_filters={name: NAME}), C(verbose_output=true)).
+      - When omitted, the module lists them from the daemon at O(docker_host) itself
+        (C(GET /containers/json)).
+      - Pass V([]) (with O(images)) to plan without any daemon, for example on the controller.
     type: list
     elements: dict
-    default: []
   images:
-    description: The C(images) list of M(community.docker.docker_host_info) (verbose).
+    description:
+      - The images as the C(images) list of M(community.docker.docker_host_info) returns them
+        (C(verbose_output=true)).
+      - When omitted, the module lists them from the daemon at O(docker_host) itself
+        (C(GET /images/json)).
     type: list
     elements: dict
-    default: []
+requirements:
+  - Python C(requests) on the host when the daemon is read (as for community.docker's API modules).
+  - Docker API >= 1.25.
 notes:
+  - The daemon is read only when O(containers) or O(images) is omitted, once, and before any
+    path is created.
   - Group names of the V(hardened) profile are resolved to this host's numeric GIDs; a name the host
     does not know is skipped with a warning.
 """
 
 EXAMPLES = r"""
-- name: Plan the container from the host's Docker state
+- name: Plan the container; the module reads the host's Docker daemon itself
   sglang_rocm.fleet.container_prepare:
     name: Kimi-linear
     image: lmsysorg/sglang:v0.5.7-rocm700-mi30x
     profile: hardened
+    cache_dir: /var/cache/sglang
+    docker_host: unix:///var/run/docker.sock
+  register: plan
+
+- name: Plan against a remote daemon over TLS
+  sglang_rocm.fleet.container_prepare:
+    name: Kimi-linear
+    image: lmsysorg/sglang:v0.5.7-rocm700-mi30x
+    cache_dir: /var/cache/sglang
+    docker_host: tcp://gpu-01.example.com:2376
+    validate_certs: true
+    ca_path: /etc/docker/certs/ca.pem
+    client_cert: /etc/docker/certs/cert.pem
+    client_key: /etc/docker/certs/key.pem
+  register: plan
+
+- name: Plan with Docker state read elsewhere (no daemon is contacted)
+  sglang_rocm.fleet.container_prepare:
+    name: Kimi-linear
+    image: lmsysorg/sglang:v0.5.7-rocm700-mi30x
     cache_dir: /var/cache/sglang
     containers: "{{ docker_state.containers }}"
     images: "{{ docker_state.images }}"
@@ -194,7 +235,7 @@ archive_path:
   returned: always
   type: str
 existing:
-  description: The container of that name as found (exists, managed, config_hash, image, state).
+  description: The container of that name as found on the daemon (exists, managed, config_hash, image, state).
   returned: always
   type: dict
 remove:
@@ -224,6 +265,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _container as C
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_api as D
 
 
 def check_devices(mappings):
@@ -307,12 +349,26 @@ class HostPaths:
         os.rename(tmp, path)
 
 
+def docker_state(module):
+    """(containers, images): as given, or read from the daemon when either is omitted."""
+    p = module.params
+    if p["containers"] is not None and p["images"] is not None:
+        return p["containers"], p["images"]
+    try:
+        containers, images = D.connect_and_read(module, p["name"])
+    except D.DaemonError as exc:
+        raise C.SpecError(D.unreachable_message(p["docker_host"], exc))
+    given = (p["containers"], p["images"])
+    return (containers if given[0] is None else given[0]), (images if given[1] is None else given[1])
+
+
 def run(module):
     p = module.params
     warnings = []
     resolved = C.resolve_image(p["image"], p["registry_mirror"], p["image_digest"])
-    image = C.find_image(p["images"], resolved)
-    existing = C.existing_state(C.find_container(p["containers"], p["name"]))
+    containers, images = docker_state(module)
+    image = C.find_image(images, resolved)
+    existing = C.existing_state(C.find_container(containers, p["name"]))
     result = {
         "changed": False,
         "image": resolved,
@@ -390,7 +446,7 @@ def _finish(result, paths):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        **D.module_kwargs(dict(
             state=dict(type="str", default="present", choices=["present", "absent"]),
             name=dict(type="str", required=True),
             image=dict(type="str", required=True),
@@ -416,9 +472,9 @@ def main():
             hf_token=dict(type="str", default="", no_log=True),
             host=dict(type="str", default=""),
             adopt=dict(type="bool", default=False),
-            containers=dict(type="list", elements="dict", default=[]),
-            images=dict(type="list", elements="dict", default=[]),
-        ),
+            containers=dict(type="list", elements="dict"),
+            images=dict(type="list", elements="dict"),
+        )),
         supports_check_mode=True,
     )
     try:

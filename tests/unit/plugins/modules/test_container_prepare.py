@@ -36,7 +36,9 @@ def args(host, **extra):
     base = {"name": "Kimi-linear", "image": IMAGE, "host": "gpu-1", "dev_root": str(host / "dev"),
             "cache_dir": str(host / "cache"), "results_dir": str(host / "results"),
             "secrets_dir": str(host / "secrets"), "staging_dir": str(host / "staging"),
-            "cache_env": {"HF_HOME": str(host / "cache" / "hf")}}
+            "cache_env": {"HF_HOME": str(host / "cache" / "hf")},
+            # Docker state handed over, as before the module read the daemon itself
+            "containers": [], "images": []}
     base.update(extra)
     return base
 
@@ -168,3 +170,37 @@ def test_hardened_groups_use_host_gids(host):
         result = run(args(host, profile="hardened"))
     assert result["container"]["groups"] == ["44"]
     assert any("'render' does not exist" in w for w in warnings(result))
+
+
+def test_omitted_docker_state_is_read_from_the_daemon_first(host, fake_engine):
+    fake_engine.containers = [{"Names": ["/Kimi-linear"], "Labels": {C.MANAGED_LABEL: "true"},
+                               "Image": IMAGE, "State": "running"}]
+    fake_engine.images = [{"Id": "sha256:abc", "RepoTags": [IMAGE], "RepoDigests": []}]
+    module_args = args(host, docker_host=fake_engine.url)
+    del module_args["containers"], module_args["images"]
+    checked = run(module_args, check_mode=True)
+    assert checked["_rc"] == 0 and not (host / "cache").exists()
+    assert checked["image_present"] is True and checked["need_pull"] is False
+    assert checked["existing"]["exists"] is True and checked["existing"]["managed"] is True
+    result = run(module_args)
+    assert result["_rc"] == 0 and result["existing"]["state"] == "running"
+    assert result["ansible_facts"]["sglang_container_image_facts"]["id"] == "sha256:abc"
+    # one version probe and the two lists per run
+    assert [path for path, _q in fake_engine.requests].count("/v1.41/containers/json") == 2
+
+
+def test_given_docker_state_contacts_no_daemon(host, fake_engine):
+    result = run(args(host, docker_host=fake_engine.url))
+    assert result["_rc"] == 0 and fake_engine.requests == []
+
+
+def test_unreachable_daemon_fails_before_anything_changes(host):
+    socket = "unix://%s/run/docker.sock" % host
+    module_args = args(host, docker_host=socket, hf_token="hf_0123456789")
+    del module_args["containers"], module_args["images"]
+    result = run(module_args)
+    assert result["_rc"] == 1
+    assert result["msg"].startswith("Host gpu-1: cannot read the container and the images from "
+                                    "the Docker daemon at %s (sglang_docker_host): " % socket)
+    assert "Error connecting" in result["msg"] and "systemctl start docker" in result["msg"]
+    assert not (host / "cache").exists() and not (host / "secrets").exists()

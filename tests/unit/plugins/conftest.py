@@ -1,0 +1,76 @@
+"""A fake Docker Engine API on a unix socket: the boundary under community.docker's client."""
+
+import json
+import os
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+
+class FakeEngine:
+    """Answers /version, /containers/json and /images/json; records every request."""
+
+    api_version = "1.41"
+
+    def __init__(self, path):
+        self.path = path
+        self.url = "unix://" + path
+        self.requests = []
+        self.containers = []
+        self.images = []
+        self.fail_with = None  # (status, message) for the list endpoints
+
+    def answer(self, path, query):
+        self.requests.append((path, query))
+        if path == "/version":
+            return 200, {"ApiVersion": self.api_version, "Version": "26.1.5"}
+        endpoint = path.split("/", 2)[-1] if path.startswith("/v") else path
+        if self.fail_with and endpoint in ("containers/json", "images/json"):
+            return self.fail_with[0], {"message": self.fail_with[1]}
+        if endpoint == "containers/json":
+            return 200, self.containers
+        if endpoint == "images/json":
+            return 200, self.images
+        return 404, {"message": "page not found"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        url = urlsplit(self.path)
+        status, body = self.server.engine.answer(url.path, parse_qs(url.query))
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def address_string(self):
+        return "unix"
+
+    def log_message(self, *args):
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def fake_engine(tmp_path):
+    # AF_UNIX paths are limited to ~107 bytes; pytest's tmp_path can be longer
+    path = os.path.join("/tmp", "sf-engine-%d-%s.sock" % (os.getpid(), tmp_path.name[-20:]))
+    engine = FakeEngine(path)
+    server = _Server(path, _Handler)
+    server.engine = engine
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield engine
+    server.shutdown()
+    server.server_close()
+    os.unlink(path)
