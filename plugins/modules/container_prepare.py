@@ -155,7 +155,7 @@ options:
   containers:
     description:
       - The containers as the C(containers) list of M(community.docker.docker_host_info) returns
-        them (C(containers_all=true), C(containers_filters={name: NAME}), C(verbose_output=true)).
+        them with C(containers_all=true), C(verbose_output=true) and the O(name) as C(name) filter.
       - When omitted, the module lists them from the daemon at O(docker_host) itself
         (C(GET /containers/json)).
       - Pass V([]) (with O(images)) to plan without any daemon, for example on the controller.
