@@ -5,19 +5,23 @@
 # public API and may change without notice.
 """pip inside the SGLang container: requirement checks, constraints, install, error wording.
 
-This file is also the program the packages role runs INSIDE the container
-(`python3 -c <this file>` through community.docker.docker_container_exec, with a JSON request on
-stdin and a JSON answer on stdout), so it uses the standard library only and runs on Python 3.8+.
-The functions are pure where they can be and are unit-tested on the controller.
+This file is also the program the sglang_packages module runs INSIDE the container: its source
+goes to ``python3 -`` on the stdin of ``docker exec -i``, followed by one ``main(<base64 JSON
+request>)`` call (see _packages.helper_stdin), and it answers with one JSON line on stdout. So it
+uses the standard library only and runs on Python 3.8+. The functions are pure where they can be
+and are unit-tested on the controller.
 
 Requests: {"action": "probe", "requirements": [...]} reports what is installed and what is
 missing; {"action": "install", ...} installs what is missing with a constraint file made from
 the container's own installed versions (minus the packages asked for), so nothing the image pins
-is ever upgraded or downgraded.
+is ever upgraded or downgraded. An install request may carry ``ca_pem``, the text of the host's
+CA bundle: it is written to a private temporary file in the container for pip's ``--cert`` and
+removed afterwards.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -25,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 
-CA_PATH = "/tmp/sglang-fleet-pip-ca.pem"
 DEFAULT_INDEX = "https://pypi.org/simple"
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
@@ -335,6 +338,19 @@ def _would_install(output):
     return []
 
 
+def would_install_changes(items, before):
+    """{name: [installed version or None, version pip would install]} from the NAME-VERSION items
+    of pip's ``Would install`` line (pip joins them with the last dash)."""
+    out = {}
+    for item in items:
+        name, _sep, version = item.rpartition("-")
+        if not name:
+            continue
+        found = before.get(normalize_name(name))
+        out[found[0] if found else name] = [found[1] if found else None, version]
+    return out
+
+
 def do_probe(request):
     requirements = parse_requirements(request.get("requirements"))
     validate_extra_args(request.get("extra_args"))
@@ -343,6 +359,14 @@ def do_probe(request):
     return {"python": sys.version.split()[0], "executable": sys.executable, "requirements": rows,
             "missing": [row["requirement"] for row in rows if not row["satisfied"]],
             "changed": False}
+
+
+def _write_ca(pem):
+    """The host's CA bundle as a private temporary file for pip's --cert; the caller removes it."""
+    fd, path = tempfile.mkstemp(prefix="sglang-fleet-pip-ca-", suffix=".pem")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(pem)
+    return path
 
 
 def do_install(request):
@@ -358,9 +382,21 @@ def do_install(request):
     staged = (os.path.isdir(request["wheelhouse"]) if request.get("wheelhouse")
               else not request.get("ca_bundle") or os.path.isfile(request["ca_bundle"]))
     if dry_run and not staged:
-        # check mode did not stage the CA bundle or the wheelhouse, so pip cannot be asked
+        # check mode did not stage the wheelhouse, so pip cannot be asked
         result.update(changed=True, would_install=missing)
         return result
+    ca_file = None
+    try:
+        if request.get("ca_pem") and not request.get("wheelhouse"):
+            ca_file = _write_ca(request["ca_pem"])
+            request = dict(request, ca_bundle=ca_file)
+        return _install_missing(request, requirements, rows, before, missing, dry_run, result)
+    finally:
+        if ca_file:
+            os.unlink(ca_file)
+
+
+def _install_missing(request, requirements, rows, before, missing, dry_run, result):
     python = sys.executable
     env = _pip_env(request)
     os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
@@ -400,7 +436,9 @@ def do_install(request):
                        % (" ".join(missing), rc, classify_pip_failure(output, request, primary),
                           output.strip()[-1500:]))
     if dry_run:
-        result.update(changed=True, would_install=_would_install(output) or missing)
+        items = _would_install(output)
+        result.update(changed=True, would_install=items or missing,
+                      changes=would_install_changes(items, before))
         return result
     after = installed_distributions()
     result["changes"] = changes(before, after)
@@ -413,9 +451,10 @@ def do_install(request):
     return result
 
 
-def main():
+def main(encoded):
+    """One request (base64 of its JSON; the source itself arrives on stdin), one JSON answer line."""
     try:
-        request = json.loads(sys.stdin.read() or "{}")
+        request = json.loads(base64.b64decode(encoded).decode("utf-8"))
         action = request.get("action")
         if action == "probe":
             answer = do_probe(request)
@@ -426,7 +465,4 @@ def main():
     except PipError as exc:
         answer = {"error": str(exc), "changed": False}
     sys.stdout.write(json.dumps(answer, sort_keys=True) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

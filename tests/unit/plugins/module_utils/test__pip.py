@@ -1,15 +1,17 @@
 """Unit tests of plugins/module_utils/_pip.py, the in-container pip helper of the packages role."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 from unittest import mock
 
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _packages
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _pip as P
 
-HELPER = P.__file__
+CA = "/tmp/ca-for-pip.pem"
 
 
 @pytest.mark.parametrize("text, name, key, spec", [
@@ -65,12 +67,12 @@ def test_plan_constraints_and_changes():
 
 def test_pip_argv_online_offline_and_dry_run():
     request = {"index_url": "https://mirror/simple", "extra_index_urls": ["https://extra/simple"],
-               "ca_bundle": P.CA_PATH, "timeout": 30, "retries": 2, "extra_args": ["--pre"]}
+               "ca_bundle": CA, "timeout": 30, "retries": 2, "extra_args": ["--pre"]}
     assert P.pip_argv("/opt/venv/bin/python3", request, ["tiktoken==0.14.0"], "/tmp/c.txt", "23.0.1") == [
         "/opt/venv/bin/python3", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
         "--progress-bar", "off", "--constraint", "/tmp/c.txt", "--timeout", "30", "--retries", "2",
         "--root-user-action=ignore", "--index-url", "https://mirror/simple",
-        "--extra-index-url", "https://extra/simple", "--cert", P.CA_PATH, "--pre", "tiktoken==0.14.0"]
+        "--extra-index-url", "https://extra/simple", "--cert", CA, "--pre", "tiktoken==0.14.0"]
     offline = P.pip_argv("python3", {"wheelhouse": "/c/wheelhouse", "index_url": "https://x"},
                          ["a"], "/tmp/c.txt", "21.3", dry_run=True)
     assert "--root-user-action=ignore" not in offline
@@ -106,13 +108,36 @@ def test_failure_classification_names_the_variables():
         "ERROR: No matching distribution found for tiktoken==9", {"wheelhouse": "/w"}, "x")
 
 
-def test_dry_run_without_staged_ca_reports_the_missing_packages(tmp_path):
+def test_dry_run_without_staged_wheelhouse_reports_the_missing_packages(tmp_path):
     request = {"action": "install", "requirements": ["not-installed-pkg-xyz"], "dry_run": True,
-               "ca_bundle": str(tmp_path / "absent.pem")}
+               "wheelhouse": str(tmp_path / "absent")}
     with mock.patch.object(P, "_run") as run_:
         result = P.do_install(request)
     assert result["changed"] is True and result["would_install"] == ["not-installed-pkg-xyz"]
     run_.assert_not_called()
+
+
+def test_ca_content_is_a_temporary_cert_file_for_pip_then_removed():
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    seen = {}
+
+    def fake_run(argv, env=None, timeout=None):
+        cert = argv[argv.index("--cert") + 1]
+        with open(cert, encoding="utf-8") as handle:
+            seen.update(cert=cert, pem=handle.read(), checked=check.call_args.args[1]["ca_bundle"])
+        return 0, "Would install not-installed-pkg-xyz-1.0 regex-2024.1"
+
+    with mock.patch.object(P, "installed_distributions", return_value={"regex": ("regex", "2023.1")}), \
+            mock.patch.object(P, "_pip_version", return_value="23.0"), \
+            mock.patch.object(P, "_configured_index", return_value=None), \
+            mock.patch.object(P, "check_index", return_value=None) as check, \
+            mock.patch.object(P, "_run", side_effect=fake_run):
+        result = P.do_install({"requirements": ["not-installed-pkg-xyz"], "ca_pem": pem, "dry_run": True})
+    assert seen["pem"] == pem and seen["checked"] == seen["cert"]
+    assert not os.path.exists(seen["cert"])
+    assert result["would_install"] == ["not-installed-pkg-xyz-1.0", "regex-2024.1"]
+    assert result["changes"] == {"not-installed-pkg-xyz": [None, "1.0"], "regex": ["2023.1", "2024.1"]}
+    assert "ca_pem" not in json.dumps(result) and "MIIB" not in json.dumps(result)
 
 
 def test_install_checks_the_index_before_pip(tmp_path):
@@ -161,16 +186,16 @@ def test_install_failure_explains_pins():
 
 
 def run_helper(request):
-    """The helper as the role runs it: python -c <file>, JSON in on stdin, JSON out."""
-    with open(HELPER, encoding="utf-8") as handle:
-        source = handle.read()
-    proc = subprocess.run([sys.executable, "-c", source], input=json.dumps(request).encode(),
+    """The helper as sglang_packages runs it: its source and the request on python3 -'s stdin."""
+    proc = subprocess.run([sys.executable, "-"], input=_packages.helper_stdin(request).encode(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
-    return json.loads(proc.stdout)
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 1, lines  # one answer, nothing else on stdout
+    return json.loads(lines[0])
 
 
-def test_helper_runs_standalone_as_the_role_runs_it():
+def test_helper_runs_standalone_as_the_module_runs_it():
     answer = run_helper({"action": "probe", "requirements": ["pytest>=1", "not-installed-pkg-xyz==1.0"]})
     rows = {row["name"]: row for row in answer["requirements"]}
     assert rows["pytest"]["satisfied"] is True and rows["pytest"]["installed"]
