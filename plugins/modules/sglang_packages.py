@@ -126,6 +126,7 @@ attributes:
     details:
       - The diff lists the distributions that change, C(name==version) before and after.
   idempotent:
+    description: When run twice with the same parameters, the second run changes nothing.
     support: full
     details:
       - A container that satisfies every requirement reports no change and runs no pip.
