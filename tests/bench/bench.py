@@ -56,6 +56,9 @@ READY_RE = re.compile(r"\[standin\] ready_at_ms=(\d+)")
 STARTED_RE = re.compile(r"\[standin\] started_at_ms=(\d+)")
 # Rough seconds per phase on the 2-core development machine, for the first estimate only:
 # a + b * N (pull and per-host overhead grow with N); replaced by measured figures as it runs.
+# After each reset the disks must be idle (no sectors written or discarded) for SETTLE_IDLE_S
+# before a timed run starts, polled every SETTLE_POLL_S, for at most SETTLE_MAX_S.
+SETTLE_IDLE_S, SETTLE_POLL_S, SETTLE_MAX_S = 5.0, 1.0, 120.0
 ESTIMATE = {"floor": (15, 15), "ours": (60, 25), "mitogen": (60, 25), "baseline": (75, 28), "reset": (5, 4)}
 
 
@@ -100,6 +103,7 @@ class Bed:
         self.group_vars = group.get("vars", {})
         self.image = self.group_vars["sglang_image"]
         self.names = sorted(self.hosts)
+        self.settle_s = []
 
     def sock(self, host):
         return self.hosts[host]["sglang_docker_host"]
@@ -119,6 +123,30 @@ class Bed:
             if self.docker(host, "image", "inspect", self.image, check=False).returncode == 0:
                 raise RuntimeError("%s: image %s still present after rmi" % (host, self.image))
         self.each(hosts, one)
+
+    def settle(self):
+        """After a reset: flush, then wait until the disks have been idle for SETTLE_IDLE_S.
+
+        Removing the image from N hosts deletes N x ~1.5 GB of layers; on a disk mounted with
+        online discard the discards (and the writeback) go on after `docker rmi` returns, and a
+        pull started at once competes with them. Measured on 4 hosts: a pull right after the
+        reset took 78 s, the same pull after a flush and 25 s of waiting 45 s, whether by the
+        docker CLI or by docker_image_pull. So every timed cold run starts on an idle disk, and
+        the time waited is reported (settle_s), never counted.
+        """
+        start = time.monotonic()
+        os.sync()
+        last, idle_since = disk_activity(), time.monotonic()
+        while time.monotonic() - start < SETTLE_MAX_S:
+            time.sleep(SETTLE_POLL_S)
+            now = disk_activity()
+            if now != last:
+                last, idle_since = now, time.monotonic()
+            elif time.monotonic() - idle_since >= SETTLE_IDLE_S:
+                break
+        waited = time.monotonic() - start
+        self.settle_s.append(round(waited, 1))
+        return waited
 
     def close_ssh_masters(self, hosts):
         """Close these hosts' ControlPersist masters, so that every run pays its own connection
@@ -143,6 +171,17 @@ class Bed:
         proc = self.docker(host, "exec", CONTAINER, "cat", log_path, check=False)
         ready, started = READY_RE.findall(proc.stdout or ""), STARTED_RE.findall(proc.stdout or "")
         return (int(started[-1]) / 1000.0 if started else None, int(ready[-1]) / 1000.0 if ready else None)
+
+
+def disk_activity():
+    """Sectors written and discarded so far on every block device (/proc/diskstats)."""
+    total = 0
+    with open("/proc/diskstats") as stats:
+        for line in stats:
+            fields = line.split()
+            if len(fields) >= 10 and not fields[2].startswith(("loop", "ram")):
+                total += int(fields[9]) + (int(fields[16]) if len(fields) >= 17 else 0)
+    return total
 
 
 def playbook(label, argv, env_extra, log_path):
@@ -302,6 +341,7 @@ class Bench:
     def cold_warm(self, n, hosts, label, argv, env):
         """Reset, cold run, warm run. Returns (cold, warm) playbook records."""
         self.bed.reset(hosts)
+        self.bed.settle()
         self.bed.close_ssh_masters(hosts)
         cold = playbook("%s cold" % label, argv, env, os.path.join(LOGS, "n%d-%s-cold.log" % (n, label)))
         bad = failed_hosts(cold["stats"], hosts)
@@ -338,6 +378,7 @@ class Bench:
         if "floor" not in self.skip:
             try:
                 self.bed.reset(hosts)
+                self.bed.settle()
                 pull = self.bed.pull(hosts)
                 entry["pull_alone_s"] = round(pull, 2)
                 if self.results["machine"].get("image_size_mb") is None:
@@ -405,6 +446,9 @@ class Bench:
                 entry["errors"]["baseline"] = str(exc)
                 log("  baseline FAILED: %s" % exc)
             self.save()
+        # seconds waited for an idle disk before the floor's pull and each cold run (not counted)
+        entry["settle_s"] = list(self.bed.settle_s)
+        self.bed.settle_s.clear()
         if not entry["errors"]:
             del entry["errors"]
 
