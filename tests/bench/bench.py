@@ -218,10 +218,22 @@ def slowest(tasks, count=6):
     return [[t["name"], t["seconds"]] for t in sorted(tasks, key=lambda t: -t["seconds"])[:count]]
 
 
+def pull_seconds(tasks):
+    """Seconds of the cold run's image pull task (ours: 'Pull the image (a few hosts at a time)',
+    the baseline: 'Pull the image'); None when the run had no pull task."""
+    pulls = [t["seconds"] for t in tasks if re.search(r"(^|: )Pull the image\b", t["name"])]
+    return max(pulls) if pulls else None
+
+
 def wall_and_cpu(cold, warm, n):
-    """The four figures every configuration reports: wall time and controller CPU per host."""
+    """The figures every configuration reports: wall time, controller CPU per host, and the cold
+    run's pull and the rest. The bed's pull time swings with what ran before it (docs/performance.md,
+    "The pull"), so cold_without_pull_s is the comparison that run order does not bias."""
+    pull = pull_seconds(cold.get("tasks") or [])
     return {"cold_s": round(cold["wall"], 2), "warm_s": round(warm["wall"], 2),
-            "cpu_per_host_cold_s": round(cold["cpu"] / n, 3), "cpu_per_host_warm_s": round(warm["cpu"] / n, 3)}
+            "cpu_per_host_cold_s": round(cold["cpu"] / n, 3), "cpu_per_host_warm_s": round(warm["cpu"] / n, 3),
+            "pull_s": None if pull is None else round(pull, 2),
+            "cold_without_pull_s": None if pull is None else round(cold["wall"] - pull, 2)}
 
 
 def changed_total(stats, hosts):
@@ -512,6 +524,16 @@ class Bench:
                 o.get("ready_latency_median_s"), o.get("ready_latency_max_s"), g.get("cold_s"), g.get("warm_s"),
                 g.get("cpu_per_host_warm_s"), b.get("cold_s"), b.get("warm_s"), b.get("cpu_per_host_cold_s"),
                 b.get("cpu_per_host_warm_s"))))
+        lines += ["", "The pull inside each cold run and the rest of it (the bed's pull time depends on what ran "
+                  "before it, so the rest is the comparison run order does not bias):", "",
+                  "| N | pull alone s | ours pull s | ours cold without pull s | mitogen pull s "
+                  "| mitogen cold without pull s | baseline pull s | baseline cold without pull s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in self.results["runs"]:
+            o, g, b = r.get("ours") or {}, r.get("mitogen") or {}, r.get("baseline") or {}
+            lines.append("| %s |" % " | ".join(fmt(x) for x in (
+                r["n"], r.get("pull_alone_s"), o.get("pull_s"), o.get("cold_without_pull_s"), g.get("pull_s"),
+                g.get("cold_without_pull_s"), b.get("pull_s"), b.get("cold_without_pull_s"))))
         lines += ["", "| target | status | measured |", "|---|---|---|"]
         lines += ["| %s | %s | %s |" % (t["target"], t["status"], t["detail"]) for t in self.results.get("targets", [])]
         errors = [(r["n"], k, v) for r in self.results["runs"] for k, v in (r.get("errors") or {}).items()]
