@@ -11,6 +11,10 @@ with a C locale so error texts can be recognised.
 
 from __future__ import annotations
 
+import base64
+import inspect
+import json
+
 C_LOCALE = {"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"}
 
 
@@ -28,6 +32,14 @@ def exec_argv(docker_bin, docker_host, container, command, interactive=False, en
     argv.append(container)
     argv.extend(command)
     return argv
+
+
+def agent_stdin(agent, payload):
+    """Source for ``docker exec -i CONTAINER python3 -``: the agent module's own source plus one
+    ``main(<base64 JSON payload>)`` call. The payload (secrets included) travels only on stdin,
+    never on a command line or in an environment."""
+    encoded = base64.b64encode(json.dumps(payload).encode("utf-8")).decode("ascii")
+    return "%s\nraise SystemExit(main(%r))\n" % (inspect.getsource(agent), encoded)
 
 
 def container_problem(stderr):

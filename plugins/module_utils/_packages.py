@@ -15,13 +15,11 @@ The boundaries are injected: ``docker_exec(command, data) -> (rc, stdout, stderr
 
 from __future__ import annotations
 
-import base64
-import inspect
 import json
 import re
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _pip
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import container_problem
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import agent_stdin, container_problem
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import MASK, mask_text
 
 _USERINFO = re.compile(r"//([^/@\s]+)@")
@@ -33,8 +31,7 @@ _REQUEST_FIELDS = ("index_url", "extra_index_urls", "http_proxy", "https_proxy",
 
 def helper_stdin(payload):
     """Source sent to ``python3 -`` in the container: the pip helper plus one call with PAYLOAD."""
-    encoded = base64.b64encode(json.dumps(payload).encode("utf-8")).decode("ascii")
-    return "%s\nraise SystemExit(main(%r))\n" % (inspect.getsource(_pip), encoded)
+    return agent_stdin(_pip, payload)
 
 
 def proxy_secrets(params):

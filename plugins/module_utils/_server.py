@@ -14,10 +14,8 @@ body)`` and the clocks.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import hashlib
-import inspect
 import ipaddress
 import json
 import os
@@ -27,7 +25,7 @@ import signal
 import socket
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _server_helper
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import container_problem
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import agent_stdin, container_problem
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import mask_text, scrub
 
 PROBES = ("health", "health_generate", "generate")
@@ -422,8 +420,7 @@ def describe_owner(owner):
 
 def helper_stdin(payload):
     """Source sent to ``python3 -`` in the container: the agent plus one call with the payload."""
-    encoded = base64.b64encode(json.dumps(payload).encode("utf-8")).decode("ascii")
-    return "%s\nraise SystemExit(main(%r))\n" % (inspect.getsource(_server_helper), encoded)
+    return agent_stdin(_server_helper, payload)
 
 
 class ServerError(Exception):
