@@ -6,7 +6,8 @@
 A key is secret when its LAST word is a secret word: ``api_key``, ``HF_TOKEN``,
 ``clientSecret``, ``ssl_keyfile_password`` are; ``max_total_tokens``, ``tokenizer_path``,
 ``speculative_token_map`` and ``ssl_keyfile`` (a path) are not. Values that are known secrets
-(an API key the module was given) are masked wherever they appear in text.
+(an API key the module was given) are masked wherever they appear in text, and in an argument
+list the value of a secret-looking flag is masked (``--api-key X``, ``--hf-token=X``).
 """
 
 from __future__ import annotations
@@ -44,9 +45,39 @@ def _holds_text(value):
     return False
 
 
+def _secret_flag(arg):
+    """The flag's name when ``arg`` is a command-line flag (``--api-key``, ``-token=x``), else None."""
+    if not isinstance(arg, str) or not arg.startswith("-") or arg.lstrip("-") == "":
+        return None
+    return arg.lstrip("-").split("=", 1)[0]
+
+
+def scrub_args(args, secrets=()):
+    """Copy of an argument list with the value of every secret-looking flag masked: the item after
+    ``--api-key`` and the part after ``=`` in ``--api-key=X``; known secrets masked in every item."""
+    out = []
+    mask_next = False
+    for arg in args:
+        name = _secret_flag(arg)
+        if mask_next and name is None:
+            out.append(MASK)
+            mask_next = False
+            continue
+        mask_next = False
+        if name is not None and is_secret_name(name):
+            if "=" in arg:
+                out.append(arg.split("=", 1)[0] + "=" + MASK)
+            else:
+                out.append(arg)
+                mask_next = True
+            continue
+        out.append(scrub(arg, secrets))
+    return out
+
+
 def scrub(value, secrets=()):
-    """Copy of value with secret-named entries that hold text masked, and known secret values
-    masked in every string, at any depth."""
+    """Copy of value with secret-named entries that hold text masked, secret-looking flags'
+    values masked in argument lists, and known secret values masked in every string, at any depth."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
@@ -55,7 +86,9 @@ def scrub(value, secrets=()):
             else:
                 out[key] = scrub(item, secrets)
         return out
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
+        if any(_secret_flag(item) for item in value):
+            return scrub_args(value, secrets)
         return [scrub(item, secrets) for item in value]
     if isinstance(value, str):
         return mask_text(value, secrets)

@@ -37,7 +37,8 @@ def defined_names(task_files):
             for key in ("ansible.builtin.set_fact", "set_fact"):
                 if isinstance(task.get(key), dict):
                     for name in task[key]:
-                        if name != "cacheable":
+                        # a templated name ("{{ item.key }}") sets variables the role does not own
+                        if name != "cacheable" and "{{" not in name:
                             yield path, name
 
 

@@ -32,3 +32,22 @@ def test_scrub_masks_secret_named_text_at_any_depth_and_known_values_everywhere(
     assert _secrets.scrub(value, ["sk-1"]) == {
         "api_key": "********", "hf_token": "********", "max_total_num_tokens": 4096, "ssl_keyfile": "/k.pem",
         "nested": [{"password": "********", "url": "http://x/?key=********"}], "empty_key": "", "keys": None}
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--api-key", "x2", "--port", "30000"], ["--api-key", "********", "--port", "30000"]),
+    (["--hf-token=abc", "--tp", "4"], ["--hf-token=********", "--tp", "4"]),
+    (["--admin-api-key", "--port", "1"], ["--admin-api-key", "--port", "1"]),
+    (["--tokenizer-path", "/m", "--max-total-tokens", "8"], ["--tokenizer-path", "/m", "--max-total-tokens", "8"]),
+    (["-p", "secret-value", "--ssl-keyfile-password", "pw"], ["-p", "secret-value", "--ssl-keyfile-password", "********"]),
+])
+def test_scrub_args_masks_the_values_of_secret_looking_flags(args, expected):
+    assert _secrets.scrub_args(args) == expected
+
+
+def test_scrub_masks_argument_lists_at_any_depth():
+    target = {"sglang_server_extra_args": ["--api-key", "x2"], "sglang_env": {"WANDB_KEY": "x1", "HF_AUTH": "x3"},
+              "plain": ["a", "b"]}
+    assert _secrets.scrub(target) == {"sglang_server_extra_args": ["--api-key", "********"],
+                                      "sglang_env": {"WANDB_KEY": "********", "HF_AUTH": "********"},
+                                      "plain": ["a", "b"]}
