@@ -28,7 +28,7 @@ help:
 	@echo "make sanity  ansible-test sanity from a temporary ansible_collections tree"
 	@echo "make build   ansible-galaxy collection build, checked for generated artefacts"
 	@echo "make integration  the simulated AMD fleet: stand-in image, molecule scenarios (root)"
-	@echo "make bench   rollout time and controller CPU at 1, 4, 16 hosts vs a shell-task baseline (root, ~1 h)"
+	@echo "make perf    rollout time and controller CPU at 1, 4, 16 hosts vs a shell-task baseline (root, ~1 h)"
 	@echo "make clean   remove the venv, build links and generated test output"
 
 deps:
@@ -80,10 +80,10 @@ e2e: deps venv collection-link
 	DEMO_EXPECT_OUTLIER=gpu03 tests/scripts/demo.sh
 
 # The collection's rollout cost on a simulated fleet of 1, 4 and 16 hosts against a shell-task
-# baseline and the floor (root; not a gate). BENCH_HOSTS=1,4 for a shorter run; docs/performance.md.
-.PHONY: bench
-bench: deps venv collection-link
-	$(PY) tests/bench/bench.py
+# baseline and the floor (root; not a gate). PERF_HOSTS=1,4 for a shorter run; docs/performance.md.
+.PHONY: perf
+perf: deps venv collection-link
+	$(PY) tests/perf/perf.py
 
 # Every gate runs even when an earlier one fails, so one run shows every problem.
 test: deps venv collection-link

@@ -48,12 +48,12 @@ def converge(bed, tmp_path, name):
                ANSIBLE_STRATEGY_PLUGINS=str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"),
                # Mitogen reads host_key_checking, not the bed's -o StrictHostKeyChecking=no
                ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "bench" / "callback_plugins"),
-               ANSIBLE_CALLBACKS_ENABLED="bench_stats", BENCH_STATS_FILE=str(tmp_path / (name + ".json")))
+               ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "perf" / "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="perf_stats", PERF_STATS_FILE=str(tmp_path / (name + ".json")))
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", bed["inventory"], "-i", str(REPO / "tests" / "bench" / "inventory.yml"),
+        [str(BIN / "ansible-playbook"), "-i", bed["inventory"], "-i", str(REPO / "tests" / "perf" / "inventory.yml"),
          str(REPO / "playbooks" / "site.yml"), "--limit", bed["host"], "-e", json.dumps({"sglang_stages": STAGES}),
-         "-e", "bench_load_seconds=2", "-e", "sglang_results_dir=%s" % (tmp_path / "results")],
+         "-e", "perf_load_seconds=2", "-e", "sglang_results_dir=%s" % (tmp_path / "results")],
         cwd=REPO, env=env, capture_output=True, text=True, check=False)
     (tmp_path / (name + ".log")).write_text(proc.stdout + proc.stderr, encoding="utf-8")
     assert proc.returncode == 0, "%s under mitogen failed:\n%s" % (name, (proc.stdout + proc.stderr)[-4000:])

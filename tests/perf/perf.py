@@ -1,6 +1,6 @@
-"""`make bench`: the collection's own rollout cost on the simulated fleet (issue 9).
+"""`make perf`: the collection's own rollout cost on the simulated fleet (issue 9).
 
-For each N in BENCH_HOSTS (default 1,4,16) on one bed of max(N) hosts (the N-host cases use
+For each N in PERF_HOSTS (default 1,4,16) on one bed of max(N) hosts (the N-host cases use
 --limit gpu01..gpuN), measures:
 
   floor     the image pulled alone on all N hosts at once (docker -H ... pull per host) + L
@@ -10,20 +10,20 @@ For each N in BENCH_HOSTS (default 1,4,16) on one bed of max(N) hosts (the N-hos
             the sglang_server result reaching the controller
   mitogen   the same cold and warm runs under strategy mitogen_linear (null + reason when the
             installed mitogen cannot run them)
-  baseline  tests/bench/baseline_shell.yml (the recipe as shell tasks) with Ansible's defaults
+  baseline  tests/perf/baseline_shell.yml (the recipe as shell tasks) with Ansible's defaults
 
 Wall time is the ansible-playbook process's; controller CPU is its rusage including every
 child it waited for (os.wait4): workers, modules' ssh clients. SSH ControlPersist masters are
 closed before every run, so every run pays its own connection setup.
 
-Writes bench/results.json (after every phase, so a failure keeps what was measured) and
-bench/results.md; logs under bench/out/. Run as root from the repository root:
+Writes perf/results.json (after every phase, so a failure keeps what was measured) and
+perf/results.md; logs under perf/out/. Run as root from the repository root:
 
-    BENCH_HOSTS=1,4 BENCH_LOAD_SECONDS=10 .venv/bin/python tests/bench/bench.py
+    PERF_HOSTS=1,4 PERF_LOAD_SECONDS=10 .venv/bin/python tests/perf/perf.py
 
-Environment: BENCH_HOSTS, BENCH_LOAD_SECONDS (L, default 10), BENCH_BASELINE_SLEEP (the
-baseline's fixed sleep, default L + 5), BENCH_SKIP (comma list of floor,ours,mitogen,baseline),
-BENCH_KEEP_BED=1 (leave the bed up), BENCH_BED_HOSTS (a bigger bed than max(N), to reuse one
+Environment: PERF_HOSTS, PERF_LOAD_SECONDS (L, default 10), PERF_BASELINE_SLEEP (the
+baseline's fixed sleep, default L + 5), PERF_SKIP (comma list of floor,ours,mitogen,baseline),
+PERF_KEEP_BED=1 (leave the bed up), PERF_BED_HOSTS (a bigger bed than max(N), to reuse one
 that is up), SIMFLEET_INSTANCE (which bed; default the default bed).
 """
 
@@ -42,8 +42,8 @@ import time
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCH_DIR = os.path.join(ROOT, "tests", "bench")
-OUT = os.path.join(ROOT, "bench")
+PERF_DIR = os.path.join(ROOT, "tests", "perf")
+OUT = os.path.join(ROOT, "perf")
 LOGS = os.path.join(OUT, "out")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 PY = os.path.join(VENV_BIN, "python") if os.path.exists(os.path.join(VENV_BIN, "python")) else sys.executable
@@ -189,13 +189,13 @@ def playbook(label, argv, env_extra, log_path):
     env = base_env()
     env.update(env_extra)
     stats_file = log_path[:-4] + ".stats.json"
-    env["BENCH_STATS_FILE"] = stats_file
-    env["ANSIBLE_CALLBACK_PLUGINS"] = os.path.join(BENCH_DIR, "callback_plugins")
+    env["PERF_STATS_FILE"] = stats_file
+    env["ANSIBLE_CALLBACK_PLUGINS"] = os.path.join(PERF_DIR, "callback_plugins")
     if os.path.exists(stats_file):
         os.unlink(stats_file)
     with open(log_path, "w", encoding="utf-8") as out:
         start = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=env.pop("BENCH_CWD", ROOT), env=env, stdout=out,
+        proc = subprocess.Popen(argv, cwd=env.pop("PERF_CWD", ROOT), env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
         status, usage = os.wait4(proc.pid, 0)[1:]
         wall = time.monotonic() - start
@@ -206,7 +206,7 @@ def playbook(label, argv, env_extra, log_path):
             data = json.load(handle)
         stats, tasks = data["hosts"], data.get("tasks", [])
     except (OSError, ValueError) as exc:
-        log("  %s: no per-host figures from the bench_stats callback (%s); see the log" % (label, exc))
+        log("  %s: no per-host figures from the perf_stats callback (%s); see the log" % (label, exc))
     cpu = usage.ru_utime + usage.ru_stime
     log("  %-16s %6.1fs wall, %6.1fs controller CPU, exit %d (%s)"
         % (label, wall, cpu, proc.returncode, os.path.relpath(log_path, ROOT)))
@@ -249,12 +249,12 @@ def failed_hosts(stats, hosts):
     return bad
 
 
-class Bench:
+class Perf:
     def __init__(self):
-        self.sizes = [int(x) for x in os.environ.get("BENCH_HOSTS", "1,4,16").split(",") if x.strip()]
-        self.load = float(os.environ.get("BENCH_LOAD_SECONDS", "10"))
-        self.baseline_sleep = float(os.environ.get("BENCH_BASELINE_SLEEP", str(self.load + 5)))
-        self.skip = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
+        self.sizes = [int(x) for x in os.environ.get("PERF_HOSTS", "1,4,16").split(",") if x.strip()]
+        self.load = float(os.environ.get("PERF_LOAD_SECONDS", "10"))
+        self.baseline_sleep = float(os.environ.get("PERF_BASELINE_SLEEP", str(self.load + 5)))
+        self.skip = {x.strip() for x in os.environ.get("PERF_SKIP", "").split(",") if x.strip()}
         self.results = {"machine": {}, "runs": [], "targets": []}
         self.engine_started = False
         self.bed_up = False
@@ -298,7 +298,7 @@ class Bench:
         env["DOCKER_HOST"] = docker_host
         image = run([PY, os.path.join(ROOT, "tests", "standin", "build.py"), "--docker-host", docker_host],
                     env=env).stdout.strip().splitlines()[-1]
-        hosts = max(self.sizes + [int(os.environ.get("BENCH_BED_HOSTS", "0"))])
+        hosts = max(self.sizes + [int(os.environ.get("PERF_BED_HOSTS", "0"))])
         log("bringing up a bed of %d hosts with %s (SIMFLEET_INSTANCE=%s)"
             % (hosts, image, os.environ.get("SIMFLEET_INSTANCE", "0")))
         start = time.monotonic()
@@ -309,7 +309,7 @@ class Bench:
         self.results["machine"]["bed_up_s"] = round(time.monotonic() - start, 1)
 
     def teardown(self):
-        if self.bed_up and os.environ.get("BENCH_KEEP_BED") != "1":
+        if self.bed_up and os.environ.get("PERF_KEEP_BED") != "1":
             start = time.monotonic()
             log("tearing the bed down")
             proc = simfleet("down")
@@ -323,19 +323,19 @@ class Bench:
     # ------------------------------------------------------------------ the runs
     def ours_argv(self, hosts):
         return [os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.bed.inventory,
-                "-i", os.path.join(BENCH_DIR, "inventory.yml"), os.path.join(ROOT, "playbooks", "site.yml"),
+                "-i", os.path.join(PERF_DIR, "inventory.yml"), os.path.join(ROOT, "playbooks", "site.yml"),
                 "--limit", ",".join(hosts), "-e", json.dumps({"sglang_stages": STAGES}),
-                "-e", "bench_load_seconds=%s" % self.load, "-e", "sglang_results_dir=%s" % self.results_dir]
+                "-e", "perf_load_seconds=%s" % self.load, "-e", "sglang_results_dir=%s" % self.results_dir]
 
     def baseline_argv(self, hosts):
         return [os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.bed.inventory,
-                os.path.join(BENCH_DIR, "baseline_shell.yml"), "--limit", ",".join(hosts),
-                "-e", "bench_load_seconds=%s" % self.load, "-e", "bench_baseline_sleep=%s" % self.baseline_sleep]
+                os.path.join(PERF_DIR, "baseline_shell.yml"), "--limit", ",".join(hosts),
+                "-e", "perf_load_seconds=%s" % self.load, "-e", "perf_baseline_sleep=%s" % self.baseline_sleep]
 
     def ours_env(self):
         # the repository's ansible.cfg (fleet-scale settings), plus the counting callback
         return {"ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
-                "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.timer,ansible.posix.profile_tasks,bench_stats"}
+                "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.timer,ansible.posix.profile_tasks,perf_stats"}
 
     def mitogen_env(self):
         env = self.ours_env()
@@ -348,7 +348,7 @@ class Bench:
 
     def baseline_env(self):
         # Ansible's defaults: a config file with nothing in it, so the repository's is not read
-        return {"ANSIBLE_CONFIG": os.path.join(BENCH_DIR, "default.cfg"), "ANSIBLE_CALLBACKS_ENABLED": "bench_stats"}
+        return {"ANSIBLE_CONFIG": os.path.join(PERF_DIR, "default.cfg"), "ANSIBLE_CALLBACKS_ENABLED": "perf_stats"}
 
     def cold_warm(self, n, hosts, label, argv, env):
         """Reset, cold run, warm run. Returns (cold, warm) playbook records."""
@@ -358,13 +358,13 @@ class Bench:
         cold = playbook("%s cold" % label, argv, env, os.path.join(LOGS, "n%d-%s-cold.log" % (n, label)))
         bad = failed_hosts(cold["stats"], hosts)
         if cold["rc"] != 0 or bad:
-            raise RuntimeError("%s cold converge failed (exit %d, hosts %s); see bench/out/n%d-%s-cold.log"
+            raise RuntimeError("%s cold converge failed (exit %d, hosts %s); see perf/out/n%d-%s-cold.log"
                                % (label, cold["rc"], ",".join(bad) or "-", n, label))
         self.bed.close_ssh_masters(hosts)
         warm = playbook("%s warm" % label, argv, env, os.path.join(LOGS, "n%d-%s-warm.log" % (n, label)))
         bad = failed_hosts(warm["stats"], hosts)
         if warm["rc"] != 0 or bad:
-            raise RuntimeError("%s warm re-run failed (exit %d, hosts %s); see bench/out/n%d-%s-warm.log"
+            raise RuntimeError("%s warm re-run failed (exit %d, hosts %s); see perf/out/n%d-%s-warm.log"
                                % (label, warm["rc"], ",".join(bad) or "-", n, label))
         return cold, warm
 
@@ -510,7 +510,7 @@ class Bench:
             return "–" if value is None else ("%s%s" % (value, unit))
 
         m = self.results["machine"]
-        lines = ["# make bench results", "",
+        lines = ["# make perf results", "",
                  "%s, %s CPUs (%s), %s; L = %ss, baseline fixed sleep %ss; started %s, load average %s." % (
                      m.get("ansible"), m.get("cpus"), m.get("cpu_model"), "mitogen " + str(m.get("mitogen")),
                      m.get("load_seconds"), m.get("baseline_sleep_seconds"), m.get("started_utc"),
@@ -590,10 +590,10 @@ class Bench:
             self.teardown()
         print()
         print(self.markdown())
-        log("wrote bench/results.json and bench/results.md in %.0f min" % ((time.monotonic() - started) / 60))
+        log("wrote perf/results.json and perf/results.md in %.0f min" % ((time.monotonic() - started) / 60))
         failed = [r for r in self.results["runs"] if r.get("errors")] or self.results.get("errors")
         return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(Bench().main())
+    sys.exit(Perf().main())

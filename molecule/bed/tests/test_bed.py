@@ -4,7 +4,7 @@ import json
 import pytest
 
 testinfra_hosts = ["ansible://simfleet_pair"]
-CONTAINER = "molecule-default-sglang"
+CONTAINER = "molecule-bed-sglang"
 
 
 @pytest.fixture(name="hostvars")
@@ -54,7 +54,7 @@ def test_server_is_healthy_on_the_hosts_loopback(host):
 
 
 def test_benchmark_completed_every_request(host, hostvars):
-    record = json.loads(docker(host, hostvars, "exec", CONTAINER, "cat", "/tmp/molecule-default-bench.jsonl")
+    record = json.loads(docker(host, hostvars, "exec", CONTAINER, "cat", "/tmp/molecule-bed-bench.jsonl")
                         .splitlines()[-1])
     assert record["completed"] == 10
     assert record["backend"] == "sglang"

@@ -1,8 +1,8 @@
-"""Counts what a playbook run did per host for `make bench` (tests/bench/bench.py).
+"""Counts what a playbook run did per host for `make perf` (tests/perf/perf.py).
 
-Enabled by the harness only (ANSIBLE_CALLBACK_PLUGINS=tests/bench/callback_plugins,
-ANSIBLE_CALLBACKS_ENABLED=bench_stats); the normal stdout callback keeps printing. At the end
-of the run it writes BENCH_STATS_FILE as JSON:
+Enabled by the harness only (ANSIBLE_CALLBACK_PLUGINS=tests/perf/callback_plugins,
+ANSIBLE_CALLBACKS_ENABLED=perf_stats); the normal stdout callback keeps printing. At the end
+of the run it writes PERF_STATS_FILE as JSON:
 
     {"hosts": {HOST: {"tasks": executed task results (ok, changed or failed),
                       "skipped": n, "ok": n, "changed": n, "failed": n, "unreachable": n,
@@ -21,11 +21,11 @@ import time
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = """
-name: bench_stats
+name: perf_stats
 type: aggregate
-short_description: per-host task counts and sglang_server return times for make bench
-description: Writes the JSON file named by BENCH_STATS_FILE at the end of the run.
-requirements: [enabled with ANSIBLE_CALLBACKS_ENABLED=bench_stats]
+short_description: per-host task counts and sglang_server return times for make perf
+description: Writes the JSON file named by PERF_STATS_FILE at the end of the run.
+requirements: [enabled with ANSIBLE_CALLBACKS_ENABLED=perf_stats]
 """
 
 SERVER_ACTIONS = ("sglang_rocm.fleet.sglang_server", "sglang_server")
@@ -34,7 +34,7 @@ SERVER_ACTIONS = ("sglang_rocm.fleet.sglang_server", "sglang_server")
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
-    CALLBACK_NAME = "bench_stats"
+    CALLBACK_NAME = "perf_stats"
     CALLBACK_NEEDS_ENABLED = True
 
     def __init__(self):
@@ -85,7 +85,7 @@ class CallbackModule(CallbackBase):
             host = self._hosts.setdefault(name, {"tasks": 0, "skipped": 0, "ok": 0, "changed": 0, "failed": 0,
                                                  "unreachable": 0})
             host["recap"] = summary
-        path = os.environ.get("BENCH_STATS_FILE")
+        path = os.environ.get("PERF_STATS_FILE")
         if path:
             tasks = [dict(t, seconds=round((t["end"] or t["start"]) - t["start"], 3)) for t in self._tasks]
             with open(path, "w", encoding="utf-8") as handle:
