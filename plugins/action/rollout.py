@@ -156,4 +156,4 @@ class ActionModule(ActionBase):
         records = self._records()
         data = self._write_summary(args, records)
         return {"summary": data, "lines": _rollout.summary_lines(data, args["path"]),
-                "failures": _rollout.failures(records, args["path"])}
+                "failures": _rollout.failures(records, args["path"], self._settings(args)["target"])}

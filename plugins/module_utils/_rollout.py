@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import scrub
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import scrub, secret_values
 
 # The variables a target may change; anything else is refused before a host is touched. The
 # rollback restores every one of them, so none may be an extra var (-e) either.
@@ -220,7 +220,9 @@ def finished(record, outcome, now, check_mode=False, changed=False, after=None, 
 
 
 def summary(records, target, batches, run_id, check_mode, now):
-    """upgrade_summary.json: every host of the play with what happened to it (scrubbed)."""
+    """upgrade_summary.json: every host of the play with what happened to it, scrubbed: the
+    target's secret values are masked in it and wherever else they appear (an error quoting a
+    command line)."""
     by_status = {status: [] for status in STATUSES}
     for host, record in records.items():
         by_status.setdefault(record.get("status", "not_reached"), []).append(host)
@@ -233,7 +235,7 @@ def summary(records, target, batches, run_id, check_mode, now):
         "counts": {status: len(hosts) for status, hosts in by_status.items()},
         "hosts_by_status": by_status,
         "hosts": records,
-    })
+    }, secret_values(target))
 
 
 def summary_lines(data, path):
@@ -246,8 +248,8 @@ def summary_lines(data, path):
     return lines
 
 
-def failures(records, path):
-    """{host: message} for every host the rollout did not leave on the target."""
+def failures(records, path, target):
+    """{host: message} for every host the rollout did not leave on the target (scrubbed)."""
     out = {}
     for host, record in records.items():
         if record.get("status") not in UNHEALTHY:
@@ -257,5 +259,5 @@ def failures(records, path):
             text += " (%s)" % record["error"]
         if record.get("rollback_error"):
             text += "; rollback: %s" % record["rollback_error"]
-        out[host] = scrub("%s. Summary: %s" % (text, path))
+        out[host] = scrub("%s. Summary: %s" % (text, path), secret_values(target))
     return out

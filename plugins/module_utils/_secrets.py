@@ -93,3 +93,31 @@ def scrub(value, secrets=()):
     if isinstance(value, str):
         return mask_text(value, secrets)
     return value
+
+
+def secret_values(value):
+    """The texts that scrub() masks in value (the values of secret-named entries and of
+    secret-looking flags), so they can be masked wherever else they appear (an error message
+    that quotes an argument list)."""
+    found = []
+
+    def walk(original, scrubbed):
+        if original == scrubbed:
+            return
+        if isinstance(original, str):
+            if scrubbed == MASK:
+                found.append(original)
+            elif "=" in original and scrubbed.endswith("=" + MASK):
+                found.append(original.split("=", 1)[1])
+        elif isinstance(original, dict):
+            for key in original:
+                walk(original[key], scrubbed.get(key) if isinstance(scrubbed, dict) else MASK)
+        elif isinstance(original, (list, tuple)):
+            for item, masked in zip(original, scrubbed if isinstance(scrubbed, (list, tuple)) else []):
+                walk(item, masked)
+            if not isinstance(scrubbed, (list, tuple)):
+                for item in original:
+                    walk(item, MASK)
+
+    walk(value, scrub(value))
+    return [text for text in found if text]

@@ -131,7 +131,8 @@ def test_the_summary_masks_secrets_of_the_target_and_of_the_errors():
     target = {"sglang_env": {"WANDB_KEY": "x1", "HF_AUTH": "x3", "OPENAI_KEY": "x4", "MODE": "fast"},
               "sglang_server_extra_args": ["--api-key", "x2", "--tp", "4"]}
     records = {"a": {"status": "upgraded", "batch": 1}, "b": {"status": "failed", "error": "boom", "batch": 2},
-               "c": {"status": "not_reached"}}
+               "c": {"status": "not_reached"},
+               "d": {"status": "rolled_back", "error": "died: unrecognized arguments: --api-key x2", "batch": 2}}
     data = _rollout.summary(records, target, [1, "100%"], "run1", False, "t")
     text = repr(data)
     for secret in ("x1", "x2", "x3", "x4"):
@@ -142,8 +143,11 @@ def test_the_summary_masks_secrets_of_the_target_and_of_the_errors():
     assert set(data["counts"]) == set(_rollout.STATUSES)
     lines = _rollout.summary_lines(data, "/r/upgrade_summary.json")
     assert lines[0].startswith("Rollout of ") and "x2" not in lines[0] and "WANDB_KEY" in lines[0]
-    assert "failed: b" in lines and lines[-1] == "summary: /r/upgrade_summary.json"
-    assert _rollout.failures(records, "/r/s.json") == {"b": "b: failed (boom). Summary: /r/s.json"}
+    assert "failed: b" in lines and "rolled_back: d" in lines and lines[-1] == "summary: /r/upgrade_summary.json"
+    assert data["hosts"]["d"]["error"] == "died: unrecognized arguments: --api-key ********"
+    assert _rollout.failures(records, "/r/s.json", target) == {
+        "b": "b: failed (boom). Summary: /r/s.json",
+        "d": "d: rolled_back (died: unrecognized arguments: --api-key ********). Summary: /r/s.json"}
 
 
 def test_missing_images_and_their_message():

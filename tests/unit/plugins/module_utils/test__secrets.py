@@ -51,3 +51,10 @@ def test_scrub_masks_argument_lists_at_any_depth():
     assert _secrets.scrub(target) == {"sglang_server_extra_args": ["--api-key", "********"],
                                       "sglang_env": {"WANDB_KEY": "********", "HF_AUTH": "********"},
                                       "plain": ["a", "b"]}
+
+
+def test_secret_values_are_what_scrub_masks():
+    target = {"sglang_env": {"WANDB_KEY": "x1", "MODE": "fast", "HF_TOKEN": ["t1", "t2"]},
+              "sglang_server_extra_args": ["--api-key", "x2", "--hf-token=x3", "--tp", "4"], "n": 4}
+    assert sorted(_secrets.secret_values(target)) == ["t1", "t2", "x1", "x2", "x3"]
+    assert _secrets.secret_values({"plain": ["a"], "empty_token": ""}) == []
