@@ -251,7 +251,6 @@ import platform
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight import (
-    CHECKS,
     annotate_remediation,
     apply_remediation,
     diff_entries,
@@ -261,6 +260,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight impor
     probe_docker,
     validate_inputs,
 )
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import CHECKS
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
     collect_smi,
     disk_space,
