@@ -35,7 +35,10 @@ def load_registry():
     build = str(ROOT / ".build")
     if build not in sys.path:
         sys.path.insert(0, build)
-    from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import REGISTRY
+    try:
+        from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import REGISTRY
+    except ImportError as exc:
+        raise SystemExit("cannot import the registry (%s): run `make collection-link` first" % exc)
     return REGISTRY
 
 
