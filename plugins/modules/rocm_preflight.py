@@ -14,10 +14,9 @@ version_added: 0.1.0
 description:
   - Gathers the same facts as M(sglang_rocm.fleet.rocm_facts), adds free disk space on the
     Docker data root and the cache directory, and evaluates every preflight check in one
-    pass - amdgpu loaded, driver version, C(/dev/kfd), GPU count, GPU target, render nodes,
-    VRAM, partition modes, NUMA balancing, IOMMU passthrough, C(/dev/mem), the Docker daemon,
-    free disk, the cache directory, processes holding the GPUs, risky container environment
-    variables and C(amd-smi).
+    pass - the amdgpu driver and C(/dev/kfd), the GPUs (count, target, render nodes, VRAM,
+    partition modes), NUMA balancing, IOMMU passthrough, the Docker daemon, free disk and more;
+    O(skip)'s choices name them all.
   - Returns a report with one entry per check (status V(pass), V(warn), V(fail), V(skipped)
     for a check waived in O(skip), or V(n/a)), the host's status and one message listing
     every failed check with its fix. The module itself never fails because a check failed;
@@ -251,7 +250,6 @@ import platform
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight import (
-    CHECKS,
     annotate_remediation,
     apply_remediation,
     diff_entries,
@@ -261,6 +259,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight impor
     probe_docker,
     validate_inputs,
 )
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import CHECKS
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
     collect_smi,
     disk_space,

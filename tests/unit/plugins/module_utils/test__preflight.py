@@ -7,7 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures" / "rocm"))
 from rocm_harness import build_host  # noqa: E402
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _preflight, _rocm  # noqa: E402
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _preflight, _preflight_checks, _rocm  # noqa: E402
 
 GIB = 1 << 30
 
@@ -205,7 +205,7 @@ def test_disk_thresholds_on_docker_root_and_cache(tmp_path):
 def test_remote_daemon_disk_is_not_measured_here():
     docker = _preflight.docker_status(docker_result(), "tcp://10.0.0.5:2376")
     assert docker["local"] is False
-    assert _preflight.check_docker_disk({"docker": docker, "settings": settings(), "disks": {}})["status"] == "n/a"
+    assert _preflight_checks.check_docker_disk({"docker": docker, "settings": settings(), "disks": {}})["status"] == "n/a"
 
 
 def test_failure_message_lists_every_failed_check_with_its_fix(tmp_path):

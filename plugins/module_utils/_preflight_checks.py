@@ -1,0 +1,533 @@
+# -*- coding: utf-8 -*-
+# Copyright: sglang_rocm.fleet contributors
+# Apache License 2.0 (see LICENSE)
+"""The preflight checks, and REGISTRY: the one list of them.
+
+A check is a function ``ctx -> {status, observed, expected, fix}`` plus one REGISTRY entry
+(its name, the function, and the row docs/preflight.md shows for it). Everything else that
+names checks comes from REGISTRY: the report order, the rocm_preflight module's ``skip``
+choices; and tests/scripts/preflight_registry.py generates or checks the module's
+DOCUMENTATION, the preflight role's argument spec and docs/preflight.md against it.
+
+The checks and their passing values, messages and fixes follow ../shared/reference/rocm_host.md
+section 7. Pure logic: no AnsibleModule here.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+from collections import namedtuple
+
+__metaclass__ = type
+
+GIB = 1 << 30
+# Set in the container's environment these hide GPUs or fake the GPU target.
+RISKY_ENV = ("HSA_OVERRIDE_GFX_VERSION", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
+NUMA_KEY = "kernel.numa_balancing"
+
+# Module option -> the variable a user of the preflight role sets, so messages name what to change.
+ROLE_VARIABLES = {
+    "sysfs_root": "sglang_preflight_sysfs_root",
+    "dev_root": "sglang_preflight_dev_root",
+    "proc_root": "sglang_preflight_proc_root",
+    "rocm_path": "sglang_preflight_rocm_path",
+    "expected_gpus": "sglang_preflight_expected_gpus",
+    "tp_size": "sglang_tp_size",
+    "gfx": "sglang_preflight_gfx",
+    "min_vram_gib": "sglang_preflight_min_vram_gib",
+    "min_free_disk_gib": "sglang_preflight_min_free_disk_gib",
+    "compute_partitions": "sglang_preflight_compute_partitions",
+    "memory_partitions": "sglang_preflight_memory_partitions",
+    "skip": "sglang_preflight_skip",
+    "cache_dir": "sglang_cache_dir",
+    "sysctl_file": "sglang_preflight_sysctl_file",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting helpers
+# --------------------------------------------------------------------------------------------
+
+def gib(nbytes):
+    return "%.1f GiB" % (nbytes / float(GIB))
+
+
+def ranges(numbers):
+    """[2, 3, 4, 7] -> '2-4, 7'."""
+    numbers = sorted(set(numbers))
+    parts, start = [], None
+    for index, number in enumerate(numbers):
+        if start is None:
+            start = number
+        if index + 1 == len(numbers) or numbers[index + 1] != number + 1:
+            parts.append(str(start) if start == number else "%d-%d" % (start, number))
+            start = None
+    return ", ".join(parts)
+
+
+def _nodes(gpus):
+    nodes = [gpu["node"] for gpu in gpus]
+    return ("node %s" if len(nodes) == 1 else "nodes %s") % ranges(nodes)
+
+
+def _listing(items, limit=8):
+    items = list(items)
+    text = ", ".join(str(i) for i in items[:limit])
+    return text + (" and %d more" % (len(items) - limit) if len(items) > limit else "")
+
+
+def _plural(count, word):
+    return "%d %s%s" % (count, word, "" if count == 1 else "s")
+
+
+def _check(status, observed, expected, fix=None):
+    return {"status": status, "observed": observed, "expected": expected, "fix": fix if status in ("warn", "fail") else None}
+
+
+def _na(observed, expected):
+    return _check("n/a", observed, expected)
+
+
+# --------------------------------------------------------------------------------------------
+# The checks. Each takes a context dict and returns {status, observed, expected, fix}.
+# --------------------------------------------------------------------------------------------
+
+def _permission_error(error):
+    return error.get("error") in ("permission denied", "operation not permitted")
+
+
+def check_facts_readable(ctx):
+    facts = ctx["facts"]
+    errors = facts.get("errors") or []
+    denied = [e["path"] for e in errors if _permission_error(e)]
+    expected = "every host file the checks read is readable"
+    if denied or facts.get("unreadable_nodes"):
+        observed = "permission denied on %s: %s" % (_plural(len(denied), "file"), _listing(denied, 3))
+        if facts.get("unreadable_nodes"):
+            observed += "; KFD topology %s unreadable" % ("nodes " + ranges(facts["unreadable_nodes"]))
+        return _check("fail", observed, expected,
+                      "run the preflight as root (become: true); from a container, mount the host's /sys and /dev "
+                      "into a --privileged container: KFD returns EPERM for a GPU the container's device cgroup does "
+                      "not allow, so such GPUs look missing.")
+    if errors:
+        listed = _listing(("%s (%s)" % (e["path"], e["error"]) for e in errors), 3)
+        return _check("warn", "%s unreadable: %s" % (_plural(len(errors), "file"), listed), expected,
+                      "check the listed files: the checks that use them may be incomplete.")
+    return _check("pass", "all readable", expected)
+
+
+def check_amdgpu_loaded(ctx):
+    facts = ctx["facts"]
+    expected = "amdgpu kernel module loaded (initstate live)"
+    module_dir = os.path.join(facts["roots"]["sysfs_root"], "module/amdgpu")
+    if not facts.get("amdgpu_loaded"):
+        blacklisted = "modprobe.blacklist=amdgpu" in (facts.get("kernel_cmdline") or "")
+        observed = "%s does not exist: amdgpu is not loaded%s" % (
+            module_dir, " (modprobe.blacklist=amdgpu is on the kernel command line)" if blacklisted else "")
+        return _check("fail", observed, expected,
+                      "load it with `modprobe amdgpu` (sglang_preflight_remediate: true does this)%s; if it fails, "
+                      "read `dmesg | grep -i amdgpu`." % (", as expected after boot with the blacklist" if blacklisted else ""))
+    state = facts.get("amdgpu_initstate")
+    if state not in (None, "live"):
+        return _check("fail", "amdgpu initstate is %r" % state, expected,
+                      "driver initialisation did not finish: read `dmesg | grep -i amdgpu`, then reload the module.")
+    return _check("pass", "loaded (initstate %s)" % (state or "unknown"), expected)
+
+
+def check_driver_version(ctx):
+    facts = ctx["facts"]
+    expected = "AMD's amdgpu-dkms driver (it has a module version file)"
+    if not facts.get("amdgpu_loaded"):
+        return _na("amdgpu not loaded (see amdgpu_loaded)", expected)
+    if facts.get("driver_version"):
+        return _check("pass", "amdgpu-dkms %s" % facts["driver_version"], expected)
+    return _check("warn", "inbox (distribution) amdgpu driver: no module version file (srcversion %s)"
+                  % (facts.get("driver_srcversion") or "unknown"), expected,
+                  "install amdgpu-dkms from AMD's repository (AMD GPU driver 30.10 or later for ROCm 7.0 images) and "
+                  "reboot; an inbox driver that lags the container's ROCm faults under load.")
+
+
+def check_kfd_present(ctx):
+    facts = ctx["facts"]
+    path = facts.get("kfd_path")
+    expected = "%s is a character device" % path
+    if facts.get("kfd_present"):
+        return _check("pass", "%s is a character device" % path, expected)
+    if facts.get("kfd_exists"):
+        return _check("fail", "%s exists but is not a character device" % path, expected,
+                      "remove whatever replaced the device node and reload amdgpu (udev recreates it).")
+    if not facts.get("amdgpu_loaded"):
+        return _check("fail", "%s missing (amdgpu is not loaded)" % path, expected,
+                      "load amdgpu (see amdgpu_loaded); /dev/kfd appears with it.")
+    return _check("fail", "%s missing although amdgpu is loaded" % path, expected,
+                  "amdgpu runs without KFD: the kernel needs CONFIG_HSA_AMD=y, or driver init failed; "
+                  "read `dmesg | grep -i kfd`.")
+
+
+def check_gpu_count(ctx):
+    facts, settings = ctx["facts"], ctx["settings"]
+    gpus, want, tp_size = facts.get("gpus") or [], settings["expected_gpus"], settings.get("tp_size")
+    count = len(gpus)
+    needs = ["%d (%s)" % (want, ROLE_VARIABLES["expected_gpus"])]
+    if tp_size:
+        needs.append("%d (%s)" % (tp_size, ROLE_VARIABLES["tp_size"]))
+    expected = "at least " + " and ".join(needs) + " KFD GPU nodes"
+    observed = "%s" % _plural(count, "KFD GPU node") + (" (%s)" % _nodes(gpus) if gpus else "")
+    pci = facts.get("pci_gpus") or []
+    orphans = sorted(set(p["address"] for p in pci) - set(g.get("pci_address") for g in gpus))
+    if facts.get("pci_scanned"):
+        observed += "; %s on PCI" % _plural(len(pci), "AMD GPU")
+        if orphans:
+            observed += ", without a KFD node: %s" % _listing(orphans, 4)
+    if facts.get("unreadable_nodes"):
+        observed += "; unreadable KFD nodes %s" % ranges(facts["unreadable_nodes"])
+    short = count < want
+    short_tp = bool(tp_size) and count < tp_size
+    if not (short or short_tp):
+        if orphans:
+            return _check("warn", observed, expected,
+                          "some AMD GPUs on PCI have no KFD node: read `dmesg | grep -i amdgpu` for GPUs that failed to initialise.")
+        return _check("pass", observed, expected)
+    parts = []
+    if short:
+        parts.append("%d missing of %d expected" % (want - count, want))
+    if short_tp:
+        parts.append("%s %d needs %d" % (ROLE_VARIABLES["tp_size"], tp_size, tp_size))
+    observed += " (%s)" % "; ".join(parts)
+    if not facts.get("amdgpu_loaded"):
+        fix = "load amdgpu first (see amdgpu_loaded): without it no GPU has a KFD node."
+    elif not facts.get("kfd_topology"):
+        fix = "enable KFD first (see kfd_present): without it no GPU has a KFD node."
+    else:
+        fix = ("find the missing GPUs: `dmesg | grep -i amdgpu` for init failures, BIOS Above-4G decoding and SR-IOV, "
+               "`pci=realloc=off` on the kernel command line, reseated OAMs; for a smaller host lower %s" % ROLE_VARIABLES["expected_gpus"])
+        fix += " and %s." % ROLE_VARIABLES["tp_size"] if short_tp else "."
+    return _check("fail", observed, expected, fix)
+
+
+def check_gfx(ctx):
+    gpus, allowed = ctx["facts"].get("gpus") or [], ctx["settings"]["gfx"]
+    expected = "%s (%s)" % (" or ".join(allowed), ROLE_VARIABLES["gfx"])
+    if not gpus:
+        return _na("no KFD GPU nodes (see gpu_count)", expected)
+    groups = {}
+    for gpu in gpus:
+        groups.setdefault((gpu.get("gfx") or "unknown", gpu.get("gfx_target_version")), []).append(gpu)
+    described = []
+    for (gfx, version), members in sorted(groups.items(), key=lambda kv: kv[1][0]["node"]):
+        if gfx == "unknown":
+            described.append("%s report no gfx_target_version" % _nodes(members))
+        else:
+            verb = "is" if len(members) == 1 else "are"
+            described.append("%s %s %s (gfx_target_version %s)" % (_nodes(members), verb, gfx, version))
+    bad = sorted(set(key[0] for key in groups if key[0] not in allowed))
+    if not bad:
+        return _check("pass", "; ".join(described), expected)
+    return _check("fail", "; ".join(described), expected,
+                  "the image is built for %s only: run this host with an SGLang ROCm image built for %s and list "
+                  "that target in %s for this host." % (" and ".join(allowed), " and ".join(bad), ROLE_VARIABLES["gfx"]))
+
+
+def check_render_nodes(ctx):
+    facts = ctx["facts"]
+    gpus = facts.get("gpus") or []
+    expected = "a render node %s/dri/renderD<drm_render_minor> for every GPU" % facts["roots"]["dev_root"]
+    if not gpus:
+        return _na("no KFD GPU nodes (see gpu_count)", expected)
+    missing = [gpu for gpu in gpus if not gpu.get("render_node_present")]
+    if not missing:
+        minors = sorted(gpu["render_minor"] for gpu in gpus)
+        span = "renderD%d" % minors[0] if len(minors) == 1 else "renderD%d..renderD%d" % (minors[0], minors[-1])
+        return _check("pass", "all %s present (%s)" % (_plural(len(gpus), "render node"), span), expected)
+    described = ["%s (node %d)" % (gpu["render_node"], gpu["node"]) if gpu.get("render_node")
+                 else "node %d reports no drm_render_minor" % gpu["node"] for gpu in missing]
+    return _check("fail", "missing: %s" % _listing(described, 4), expected,
+                  "without its render node a GPU is invisible to `docker run --device=/dev/dri`: check udev and "
+                  "`ls -l /dev/dri`, and `dmesg | grep -i drm` for 'Skip xcp node ... out of drm node resource'.")
+
+
+def check_vram(ctx):
+    gpus, minimum = ctx["facts"].get("gpus") or [], float(ctx["settings"]["min_vram_gib"])
+    expected = "at least %g GiB per GPU (%s)" % (minimum, ROLE_VARIABLES["min_vram_gib"])
+    if not gpus:
+        return _na("no KFD GPU nodes (see gpu_count)", expected)
+    unknown = [gpu for gpu in gpus if not gpu.get("vram_bytes")]
+    low = [gpu for gpu in gpus if gpu.get("vram_bytes") and gpu["vram_bytes"] < minimum * GIB]
+    sizes = {}
+    for gpu in gpus:
+        if gpu.get("vram_bytes"):
+            sizes.setdefault(gpu["vram_bytes"], []).append(gpu)
+    observed = "; ".join("%s: %s" % (_nodes(members), gib(size)) for size, members in sorted(sizes.items()))
+    if unknown:
+        observed = (observed + "; " if observed else "") + "%s: size unknown" % _nodes(unknown)
+    if low:
+        partitioned = any(gpu.get("compute_partition") not in (None, "SPX") for gpu in low)
+        fix = ("the GPUs are partitioned, which splits VRAM between logical GPUs: return them to SPX/NPS1 (see partition)."
+               if partitioned else
+               "these GPUs have less memory than the model plan needs: use larger GPUs or a smaller model, or lower "
+               "%s if the model fits." % ROLE_VARIABLES["min_vram_gib"])
+        return _check("fail", observed, expected, fix)
+    if unknown:
+        return _check("warn", observed, expected, "mem_banks/0/properties and mem_info_vram_total were unreadable; "
+                                                  "see facts_readable.")
+    return _check("pass", observed, expected)
+
+
+def check_partition(ctx):
+    gpus, settings = ctx["facts"].get("gpus") or [], ctx["settings"]
+    compute_ok = [p.upper() for p in settings["compute_partitions"]]
+    memory_ok = [p.upper() for p in settings["memory_partitions"]]
+    expected = "compute %s, memory %s (%s, %s)" % ("/".join(compute_ok), "/".join(memory_ok),
+                                                   ROLE_VARIABLES["compute_partitions"], ROLE_VARIABLES["memory_partitions"])
+    known = [gpu for gpu in gpus if gpu.get("compute_partition") or gpu.get("memory_partition")]
+    if not known:
+        return _na("no partition files (GPUs without compute partitions, e.g. MI200)" if gpus
+                   else "no KFD GPU nodes (see gpu_count)", expected)
+    modes = {}
+    for gpu in known:
+        key = (gpu.get("compute_partition") or "?", gpu.get("memory_partition") or "?")
+        modes.setdefault(key, set()).add(gpu.get("pci_address") or "node %d" % gpu["node"])
+    observed = "; ".join("%s/%s on %s" % (key[0], key[1], _plural(len(addrs), "GPU"))
+                         + (" (%s)" % _listing(sorted(addrs), 3) if key[0] not in compute_ok or key[1] not in memory_ok else "")
+                         for key, addrs in sorted(modes.items()))
+    if all(key[0] in compute_ok and key[1] in memory_ok for key in modes):
+        return _check("pass", observed, expected)
+    return _check("fail", observed, expected,
+                  "stop all GPU work, then `amd-smi set --memory-partition %s` and `amd-smi set --compute-partition %s` "
+                  "(ROCm 7: then `amd-smi reset -r`); never done automatically. SPX with NPS4 is not a valid combination."
+                  % (memory_ok[0], compute_ok[0]))
+
+
+def check_numa_balancing(ctx):
+    facts = ctx["facts"]
+    path = os.path.join(facts["roots"]["proc_root"], "sys/kernel/numa_balancing")
+    value = facts.get("numa_balancing")
+    expected = "%s = 0" % NUMA_KEY
+    if value is None:
+        if any(e["path"] == path for e in facts.get("errors") or []):
+            return _check("warn", "%s unreadable" % path, expected, "see facts_readable.")
+        return _check("pass", "%s absent: kernel without NUMA balancing" % path, expected)
+    if value == 0:
+        return _check("pass", "%s = 0" % NUMA_KEY, expected)
+    return _check("fail", "%s = %s (%s)" % (NUMA_KEY, value, path), expected,
+                  "`sysctl -w kernel.numa_balancing=0` and persist it in %s (sglang_preflight_remediate: true does "
+                  "both); AMD recommends 0 on MI300X: RCCL warns, and GPUs can stall while the kernel rebalances."
+                  % (ctx["settings"].get("sysctl_file") or "/etc/sysctl.d/"))
+
+
+def check_iommu(ctx):
+    facts = ctx["facts"]
+    expected = "iommu=pt on the kernel command line (IOMMU passthrough)"
+    if facts.get("kernel_cmdline") is None:
+        return _check("warn", "%s/cmdline unreadable" % facts["roots"]["proc_root"], expected, "see facts_readable.")
+    types = sorted(set(g["iommu_group_type"] for g in facts.get("gpus") or [] if g.get("iommu_group_type")))
+    groups = " (GPU IOMMU groups: %s)" % ", ".join(types) if types else ""
+    if facts.get("iommu_passthrough"):
+        if "iommu=pt" in facts["kernel_cmdline"].split():
+            return _check("pass", "iommu=pt on the kernel command line" + groups, expected)
+        return _check("pass", "GPU IOMMU groups are identity (passthrough)", expected)
+    return _check("fail", "iommu=pt missing from the kernel command line" + groups, expected,
+                  "add iommu=pt (Intel CPUs: also intel_iommu=on) to GRUB_CMDLINE_LINUX in /etc/default/grub, run "
+                  "update-grub (or grub2-mkconfig -o /boot/grub2/grub.cfg) and reboot; the role never reboots. "
+                  "RCCL warns that without it the system can become unstable or hang.")
+
+
+def check_dev_mem(ctx):
+    facts = ctx["facts"]
+    path = os.path.join(facts["roots"]["dev_root"], "mem")
+    expected = "%s present (the recipe passes --device=/dev/mem)" % path
+    if facts.get("dev_mem_present"):
+        return _check("pass", "%s present" % path, expected)
+    return _check("warn", "%s missing" % path, expected,
+                  "use a kernel with CONFIG_DEVMEM, or leave /dev/mem out of the container's devices: "
+                  "`docker run --device` fails on a missing node.")
+
+
+def check_docker_daemon(ctx):
+    docker = ctx.get("docker")
+    expected = "the Docker daemon answers at sglang_docker_host"
+    if docker is None:
+        return _na("not checked", expected)
+    if docker.get("reachable"):
+        return _check("pass", "Docker %s at %s (data root %s)" % (docker.get("version") or "?", docker.get("host"),
+                                                                  docker.get("root_dir") or "?"), expected)
+    error = " ".join(str(docker.get("error") or "no answer").split())
+    return _check("fail", "no answer at %s: %s" % (docker.get("host"), error[:300]), expected,
+                  "start and enable the daemon (`systemctl enable --now docker`), or set sglang_docker_host to "
+                  "where it listens.")
+
+
+def _disk(ctx, key, label):
+    minimum = float(ctx["settings"]["min_free_disk_gib"])
+    disk = (ctx.get("disks") or {}).get(key)
+    expected = "at least %g GiB free (%s)" % (minimum, ROLE_VARIABLES["min_free_disk_gib"])
+    if disk is None:
+        return None, expected
+    if disk.get("error") or disk.get("free_bytes") is None:
+        return _check("warn", "cannot measure %s: %s" % (disk["path"], disk.get("error")), expected,
+                      "check that the path is readable by the preflight user."), expected
+    where = disk["path"] + ("" if disk["measured_at"] == disk["path"] else " (measured at %s)" % disk["measured_at"])
+    observed = "%s free of %s on %s%s" % (gib(disk["free_bytes"]), gib(disk["total_bytes"]), where, label)
+    if disk["free_bytes"] >= minimum * GIB:
+        return _check("pass", observed, expected), expected
+    return _check("fail", observed, expected, None), expected
+
+
+def check_docker_disk(ctx):
+    docker = ctx.get("docker")
+    result, expected = _disk(ctx, "docker_root", "")
+    if docker is None or not docker.get("reachable"):
+        return _na("Docker data root unknown: the daemon did not answer (see docker_daemon)", expected)
+    if not docker.get("local"):
+        return _na("the daemon at %s is remote: its data root is not on this host" % docker.get("host"), expected)
+    if result is None:
+        return _na("the daemon reported no data root", expected)
+    if result["status"] == "fail":
+        result["fix"] = ("free space there (`docker system prune` removes unused images) or move Docker's data-root "
+                         "to a larger disk; the SGLang ROCm image alone takes tens of GB.")
+    return result
+
+
+def check_cache_dir(ctx):
+    cache_dir = ctx["settings"].get("cache_dir")
+    expected = "sglang_cache_dir is a directory"
+    if not cache_dir:
+        return _na("not checked (no cache directory given)", expected)
+    disk = (ctx.get("disks") or {}).get("cache_dir") or {}
+    if disk.get("is_dir"):
+        return _check("pass", "%s exists" % cache_dir, expected)
+    if disk.get("exists"):
+        return _check("fail", "%s exists but is not a directory" % cache_dir, expected,
+                      "remove or rename that file, or point sglang_cache_dir elsewhere.")
+    return _check("warn", "%s does not exist" % cache_dir, expected,
+                  "create it (sglang_preflight_remediate: true does), or point sglang_cache_dir at an existing directory.")
+
+
+def check_cache_disk(ctx):
+    result, expected = _disk(ctx, "cache_dir", "")
+    if result is None:
+        return _na("not checked (no cache directory given)", expected)
+    disks = ctx.get("disks") or {}
+    docker_root, cache = disks.get("docker_root") or {}, disks.get("cache_dir") or {}
+    if docker_root.get("device") is not None and docker_root.get("device") == cache.get("device"):
+        result["observed"] += " (same filesystem as the Docker data root)"
+    if result["status"] == "fail":
+        result["fix"] = ("point sglang_cache_dir at a filesystem with more free space: the model weights and the "
+                         "kernel (AITER JIT) cache live there.")
+    return result
+
+
+def check_gpu_processes(ctx):
+    facts = ctx["facts"]
+    expected = "no process holds the GPUs"
+    if not facts.get("kfd_present"):
+        return _na("no /dev/kfd (see kfd_present)", expected)
+    pids = facts.get("kfd_processes") or []
+    busy = [gpu for gpu in facts.get("gpus") or [] if (gpu.get("vram_used_bytes") or 0) > GIB]
+    if not pids and not busy:
+        return _check("pass", "no KFD processes", expected)
+    parts = []
+    if pids:
+        parts.append("%s hold /dev/kfd (pids %s)" % (_plural(len(pids), "process"), _listing(pids, 6)))
+    if busy:
+        parts.append("%s use VRAM (%s)" % (_nodes(busy), ", ".join(gib(g["vram_used_bytes"]) for g in busy[:4])))
+    return _check("warn", "; ".join(parts), expected,
+                  "stop leftover GPU workloads (`docker ps`, `amd-smi process`) before serving: memory they hold makes "
+                  "the server run out of VRAM.")
+
+
+def check_env_hygiene(ctx):
+    env = ctx["settings"].get("container_env") or {}
+    expected = "none of %s in the container's environment" % ", ".join(RISKY_ENV)
+    found = sorted(key for key in env if key in RISKY_ENV)
+    if not found:
+        return _check("pass", "none set", expected)
+    return _check("warn", "set: %s" % ", ".join("%s=%s" % (k, env[k]) for k in found), expected,
+                  "remove them from sglang_container_env and sglang_env: HSA_OVERRIDE_GFX_VERSION is a hack for "
+                  "unsupported consumer GPUs and breaks HSA init on current runtimes; *_VISIBLE_DEVICES hides GPUs "
+                  "that --tp-size needs.")
+
+
+def check_amd_smi(ctx):
+    facts = ctx["facts"]
+    smi = facts.get("smi") or {}
+    mode = smi.get("mode") or "never"
+    expected = "amd-smi answers (optional unless sglang_preflight_amd_smi is always)"
+    if mode == "never":
+        return _na("not consulted (sglang_preflight_amd_smi: never)", expected)
+    if smi.get("error"):
+        return _check("fail" if mode == "always" else "warn", smi["error"][:400], expected,
+                      "install amd-smi (the amd-smi-lib package of ROCm) or set sglang_preflight_amd_smi: auto"
+                      if not smi.get("tool") else
+                      "run the same command by hand; a driver/amd-smi version mismatch is the usual cause.")
+    if not smi.get("tool"):
+        return _check("pass", "not installed (optional: the image ships its own ROCm)", expected)
+    version = smi.get("version") or {}
+    about = ", ".join(part for part in (
+        "ROCm %s" % version["rocm_version"] if version.get("rocm_version") else "",
+        "amdgpu %s" % version["amdgpu_version"] if version.get("amdgpu_version") else "") if part)
+    observed = "%s %s%s lists %s" % (smi["tool"], version.get("version") or version.get("tool_version") or "",
+                                     " (%s)" % about if about else "", _plural(len(smi.get("gpus") or []), "GPU"))
+    if len(smi.get("gpus") or []) != facts.get("gpu_count"):
+        return _check("warn", observed + ", KFD exposes %d" % facts.get("gpu_count", 0), expected,
+                      "compare `amd-smi list` with the KFD topology; a GPU that amd-smi sees without a KFD node "
+                      "failed to initialise (see `dmesg | grep -i amdgpu`).")
+    return _check("pass", observed, expected)
+
+
+class Check(namedtuple("Check", ("name", "evaluate", "fails_when", "safe_fix"))):
+    """One preflight check.
+
+    name: what the report, the module's ``skip`` and ``sglang_preflight_skip`` call it.
+    evaluate: ``ctx -> {status, observed, expected, fix}``; ctx has facts, settings, docker, disks.
+    fails_when: docs/preflight.md's "fails (or warns) when" cell, Markdown, one line.
+    safe_fix: what ``sglang_preflight_remediate: true`` does about it (plan_remediation in
+    _preflight.py), "never (why)" when the fix is deliberately left to the operator, "-" for none.
+    """
+
+    __slots__ = ()
+
+
+NO_FIX = "-"
+
+# Every check, in report order. Add a check here (and run tests/scripts/preflight_registry.py --write).
+REGISTRY = (
+    Check("facts_readable", check_facts_readable,
+          "files exist but cannot be read (permission denied fails: KFD hides GPUs from an unprivileged container)",
+          NO_FIX),
+    Check("amdgpu_loaded", check_amdgpu_loaded,
+          "`/sys/module/amdgpu` is missing or its initstate is not `live`", "`modprobe amdgpu`"),
+    Check("driver_version", check_driver_version,
+          "warns for the inbox driver (no `/sys/module/amdgpu/version`)", NO_FIX),
+    Check("kfd_present", check_kfd_present, "`/dev/kfd` is missing or not a character device", NO_FIX),
+    Check("gpu_count", check_gpu_count,
+          "fewer KFD GPU nodes than `sglang_preflight_expected_gpus` or than `sglang_tp_size`; names the PCI GPUs "
+          "without a KFD node", NO_FIX),
+    Check("gfx", check_gfx,
+          "a GPU's target is not in `sglang_preflight_gfx` (the `-mi30x` image is gfx942 only)", NO_FIX),
+    Check("render_nodes", check_render_nodes, "a GPU's `/dev/dri/renderD<minor>` is missing", NO_FIX),
+    Check("vram", check_vram, "a GPU has less than `sglang_preflight_min_vram_gib`", NO_FIX),
+    Check("partition", check_partition,
+          "compute/memory partition not in `sglang_preflight_compute_partitions` / `_memory_partitions`",
+          "never (needs all GPU work stopped)"),
+    Check("numa_balancing", check_numa_balancing, "`kernel.numa_balancing` is not 0",
+          "write 0 live and persist it in `sglang_preflight_sysctl_file`"),
+    Check("iommu", check_iommu,
+          "`iommu=pt` is not on the kernel command line (and the GPUs' IOMMU groups are not identity)",
+          "never (GRUB edit + reboot)"),
+    Check("dev_mem", check_dev_mem,
+          "warns when `/dev/mem` is missing (the recipe passes `--device=/dev/mem`)", NO_FIX),
+    Check("docker_daemon", check_docker_daemon, "the daemon at `sglang_docker_host` does not answer", NO_FIX),
+    Check("docker_disk", check_docker_disk,
+          "less than `sglang_preflight_min_free_disk_gib` free on the Docker data root", NO_FIX),
+    Check("cache_dir", check_cache_dir, "warns when `sglang_cache_dir` does not exist", "create it"),
+    Check("cache_disk", check_cache_disk,
+          "less than `sglang_preflight_min_free_disk_gib` free where `sglang_cache_dir` lives", NO_FIX),
+    Check("gpu_processes", check_gpu_processes,
+          "warns when processes hold `/dev/kfd` or GPUs have VRAM in use", NO_FIX),
+    Check("env_hygiene", check_env_hygiene,
+          "warns when the container environment sets `HSA_OVERRIDE_GFX_VERSION` or `*_VISIBLE_DEVICES`", NO_FIX),
+    Check("amd_smi", check_amd_smi,
+          "amd-smi errors (warn; fail with `sglang_preflight_amd_smi: always`) or disagrees with KFD", NO_FIX),
+)
+CHECKS = tuple(check.name for check in REGISTRY)
