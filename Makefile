@@ -56,6 +56,7 @@ unit: venv collection-link
 argspecs: venv
 	$(PY) tests/scripts/check_argspecs.py
 	$(PY) tests/scripts/variables_doc.py --check
+	$(PY) tests/scripts/preflight_registry.py --check
 
 lint: venv collection-link argspecs
 	$(BIN)/yamllint -s .
