@@ -94,7 +94,10 @@ class ActionModule(ActionBase):
         try:
             _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         except AnsibleActionFail as exc:
-            return dict(result, failed=True, msg=exc.message)
+            msg = str(exc.message)
+            if self._load_name:  # the plugin's Python path: say the task name the user typed
+                msg = msg.replace(self._load_name, self._task.action)
+            return dict(result, failed=True, msg=msg)
         try:
             result.update(run_report(args, bool(self._task.check_mode)))
         except ReportError as exc:

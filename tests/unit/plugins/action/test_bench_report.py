@@ -137,3 +137,11 @@ def test_validate_only_checks_baseline_and_tolerances_and_writes_nothing(tmp_pat
     result = run_module(dict(args, tolerances={"median_tpot_ms": 2}))
     assert result["_rc"] == 1 and result["msg"].startswith("invalid tolerances")
     assert not (tmp_path / "r1").exists()
+
+
+def test_unknown_option_is_refused_by_the_task_name(tmp_path, run_module):
+    result = run_module(base_args(tmp_path, outlier_tolerence=0.2))
+    assert result["_rc"] == 1
+    assert result["msg"].startswith("Unsupported parameters for (sglang_rocm.fleet.bench_report) module: "
+                                    "outlier_tolerence.")
+    assert not (tmp_path / "r1").exists()
