@@ -11,42 +11,22 @@ copies were four).
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 from ansible.module_utils.common.collections import is_sequence
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.sglang_rocm.fleet.plugins.filter.preflight_fleet import preflight_fleet
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._report_preflight import write_summary
 
 
-def _write(path, text):
-    """Replace ``path`` atomically (a reader never sees half a file); mode 0644."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+def _report_of(hostvars, host):
+    """A host's sglang_preflight_report fact, or None when it has none (or is not in the inventory)."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_summary(hostvars, hosts, run_id, results_dir):
-    """Compute the fleet summary and write preflight.json and preflight.md; returns the result dict."""
-    markdown_path = os.path.join(results_dir, "preflight.md")
-    fleet = preflight_fleet(hostvars, hosts, run_id, markdown_path)
-    os.makedirs(results_dir, mode=0o755, exist_ok=True)
-    json_path = os.path.join(results_dir, "preflight.json")
-    _write(json_path, json.dumps(fleet["report"], indent=2, sort_keys=False) + "\n")
-    _write(markdown_path, fleet["markdown"])
-    return {"changed": False, "report": fleet["report"], "summary": fleet["summary"],
-            "paths": {"json": json_path, "markdown": markdown_path},
-            "failed_hosts": fleet["report"].get("failed_hosts", [])}
+        host_vars = hostvars[host]
+    except KeyError:
+        return None
+    facts = host_vars.get("ansible_facts") or {}
+    return facts.get("sglang_preflight_report") or None
 
 
 class ActionModule(ActionBase):
@@ -66,11 +46,13 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg="preflight_summary: hosts must be a list of inventory names, got %s"
                         % type(hosts).__name__)
         results_dir = os.path.expanduser(str(args["results_dir"]))
+        reports = [(host, _report_of(task_vars["hostvars"], host)) for host in hosts]
         try:
-            result.update(write_summary(task_vars["hostvars"], list(hosts), str(args["run_id"]), results_dir))
+            result.update(write_summary(reports, str(args["run_id"]), results_dir))
         except OSError as exc:
             return dict(result, failed=True,
                         msg="preflight_summary: could not write the fleet's preflight results under %s: %s. "
                             "Check sglang_results_dir (it must be a writable directory on the controller)."
                             % (results_dir, exc))
+        result["changed"] = False
         return result

@@ -3,9 +3,9 @@
 # Apache License 2.0 (see LICENSE)
 """Preflight policy: validate inputs, evaluate every check, plan and apply safe fixes, report.
 
-Pure logic behind the rocm_preflight module (on each GPU host) and the preflight_fleet filter
-(on the controller); no AnsibleModule here. The checks themselves, and the registry that lists
-them, are in _preflight_checks.py.
+Pure logic behind the rocm_preflight module, which ships it to each GPU host; no AnsibleModule
+here. The checks themselves, and the registry that lists them, are in _preflight_checks.py; the
+fleet report built from the hosts' results is _report_preflight's, on the controller.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,7 +21,6 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_check
     NUMA_KEY,
     REGISTRY,
     ROLE_VARIABLES,
-    _listing,
     _plural,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import missing_roots, root_error
@@ -378,91 +377,3 @@ def diff_entries(results):
     """Ansible diff dicts for the fixes that changed (or would change) something."""
     return [{"before_header": r["path"] or r["description"], "after_header": r["path"] or r["description"],
              "before": r["before"], "after": r["after"]} for r in results if r["changed"]]
-
-
-# --------------------------------------------------------------------------------------------
-# Fleet: aggregate the host reports on the controller.
-# --------------------------------------------------------------------------------------------
-
-_CELL = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skipped": "skip", "n/a": "-"}
-
-
-def fleet_report(reports, run_id):
-    """The fleet document from [(host, report or None)] in inventory order."""
-    hosts = []
-    for host, report in reports:
-        if not report:
-            report = {"schema_version": REPORT_SCHEMA_VERSION, "host": host, "status": "error", "failed": [],
-                      "warnings": [], "skipped": [], "checks": [], "remediation": [], "summary": {},
-                      "message": "no preflight report: the host was unreachable or failed before its checks ran"}
-        hosts.append(report)
-    counts = dict((status, sum(1 for h in hosts if h["status"] == status)) for status in ("pass", "warn", "fail", "error"))
-    return {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "run_id": run_id,
-        "checks": list(CHECKS),
-        "counts": counts,
-        "failed_hosts": [h["host"] for h in hosts if h["status"] in ("fail", "error")],
-        "hosts": hosts,
-    }
-
-
-def _md(text):
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def fleet_markdown(fleet):
-    """Markdown: a host x check table, then every failure and warning with its fix."""
-    lines = ["# Preflight %s" % fleet["run_id"], "",
-             "%d hosts: %d pass, %d warn, %d fail, %d without a report." % (
-                 len(fleet["hosts"]), fleet["counts"]["pass"], fleet["counts"]["warn"], fleet["counts"]["fail"],
-                 fleet["counts"]["error"]), "",
-             "| host | status | " + " | ".join(fleet["checks"]) + " |",
-             "|---|---|" + "---|" * len(fleet["checks"])]
-    for host in fleet["hosts"]:
-        cells = dict((c["name"], _CELL.get(c["status"], c["status"])) for c in host["checks"])
-        status = host["status"].upper() if host["status"] != "pass" else "pass"
-        row = " | ".join(cells.get(name, "?") for name in fleet["checks"])
-        lines.append("| %s | %s | %s |" % (_md(host["host"]), status, row))
-    problems = [(host, check) for host in fleet["hosts"] for check in host["checks"] if check["status"] in ("fail", "warn")]
-    errors = [host for host in fleet["hosts"] if host["status"] == "error"]
-    if problems or errors:
-        lines += ["", "## Problems and fixes", ""]
-        for host in errors:
-            lines.append("- **%s**: %s" % (_md(host["host"]), _md(host["message"])))
-        for host, check in problems:
-            lines.append("- **%s** `%s` %s: %s. Expected %s. Fix: %s%s" % (
-                _md(host["host"]), check["name"], check["status"].upper(), _md(check["observed"]), _md(check["expected"]),
-                _md(check["fix"]), " (remediation: %s)" % _md(check["remediation"]) if check.get("remediation") else ""))
-    waived = [(host, check) for host in fleet["hosts"] for check in host["checks"] if check["status"] == "skipped"]
-    if waived:
-        lines += ["", "## Waived checks", ""]
-        lines += ["- **%s** `%s`: %s" % (_md(h["host"]), c["name"], _md(c["observed"])) for h, c in waived]
-    return "\n".join(lines) + "\n"
-
-
-def fleet_summary(fleet, location=None, host_limit=6):
-    """A one-screen summary: one line per failing or warning check across the fleet, not per host."""
-    counts = fleet["counts"]
-    lines = ["preflight %s: %d hosts, %d pass, %d warn, %d fail%s" % (
-        fleet["run_id"], len(fleet["hosts"]), counts["pass"], counts["warn"], counts["fail"],
-        ", %d without a report" % counts["error"] if counts["error"] else "")]
-    if location:
-        lines.append("report: %s" % location)
-    for status in ("fail", "warn"):
-        for name in fleet["checks"]:
-            hit = [(h["host"], c) for h in fleet["hosts"] for c in h["checks"] if c["name"] == name and c["status"] == status]
-            if not hit:
-                continue
-            hosts = _listing((entry[0] for entry in hit), host_limit)
-            lines.append("%s %s on %s: %s" % (status.upper(), name, _plural(len(hit), "host"), hosts))
-            lines.append("    e.g. %s: %s" % (hit[0][0], hit[0][1]["observed"]))
-            lines.append("    fix: %s" % hit[0][1]["fix"])
-    missing = [h["host"] for h in fleet["hosts"] if h["status"] == "error"]
-    if missing:
-        lines.append("NO REPORT from %s: unreachable or failed before the checks" % _listing(missing, host_limit))
-    if fleet["failed_hosts"]:
-        lines.append("leaving the play: %s" % _listing(fleet["failed_hosts"], host_limit * 2))
-    else:
-        lines.append("every host continues")
-    return lines

@@ -3,6 +3,9 @@
 # Copyright: sglang_rocm.fleet contributors
 # Apache License 2.0 (see LICENSE)
 
+# This file holds the documentation only: the work is done by the action plugin of the same name
+# (plugins/action/bench_report.py), on the controller.
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -11,11 +14,11 @@ module: bench_report
 short_description: Aggregate sglang_bench results of a whole fleet, compare them with a baseline and render reports
 version_added: 0.1.0
 description:
-  - Runs on the controller, once per play. Takes the tier records that
-    M(sglang_rocm.fleet.sglang_bench) returned on every host, the hosts that failed an earlier
-    stage and each host's image digest, and writes C(fleet_report.json), C(fleet_report.csv),
+  - Takes the tier records that M(sglang_rocm.fleet.sglang_bench) returned on every host, the
+    hosts that failed an earlier stage and each host's image digest, and writes C(fleet_report.json), C(fleet_report.csv),
     C(fleet_report.md) and a self-contained C(fleet_report.html) (inline SVG charts, no script,
-    opens from disk with no network) to O(output_dir).
+    opens from disk with no network) to O(output_dir), each replaced atomically (a reader never
+    sees half a file).
   - Every targeted host is listed, including hosts that failed an earlier stage (with that stage,
     its status and error) and hosts that returned no records.
   - Fleet median, minimum and maximum are computed per tier and metric.
@@ -31,6 +34,8 @@ description:
   - The verdict is V(regression) when there is any violation (baseline gate, outlier, failed
     requests), else V(incomplete) when a host or tier has no result, else V(pass); every
     violation names host, tier, metric, observed and allowed value.
+  - An action plugin that runs on the controller inside the task's worker, with no connection to
+    the host it is called for and no module transfer. Run it once per play (C(run_once)).
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
 options:
@@ -169,7 +174,6 @@ EXAMPLES = r"""
     image: "{{ sglang_image }}"
     tp_size: "{{ sglang_tp_size }}"
   run_once: true
-  delegate_to: localhost
 
 - name: Store this run as the fleet's new baseline
   sglang_rocm.fleet.bench_report:
@@ -179,7 +183,6 @@ EXAMPLES = r"""
     run_id: "{{ sglang_run_id }}"
     store_as_baseline: /srv/results/baseline.json
   run_once: true
-  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -238,96 +241,3 @@ report:
   returned: always
   type: dict
 """
-
-import json
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._report import (
-    ReportError,
-    baseline_from_report,
-    build_report,
-    check_tolerances,
-    load_baseline,
-    write_report,
-)
-
-
-def argument_spec():
-    return dict(
-        output_dir=dict(type="path", required=True),
-        hosts=dict(type="list", elements="str", required=True),
-        records=dict(type="dict", default={}),
-        host_status=dict(type="dict", default={}),
-        image_digests=dict(type="dict", default={}),
-        baseline=dict(type="path"),
-        tolerances=dict(type="dict", default={}),
-        token_tolerance=dict(type="float", default=0.01, no_log=False),
-        outlier_tolerance=dict(type="float", default=0.15),
-        outlier_min_hosts=dict(type="int", default=3),
-        fail_on_regression=dict(type="bool", default=False),
-        store_as_baseline=dict(type="path"),
-        run_id=dict(type="str", required=True),
-        started=dict(type="str"),
-        finished=dict(type="str"),
-        collection_version=dict(type="str"),
-        image=dict(type="str"),
-        model=dict(type="str"),
-        tp_size=dict(type="int"),
-        notes=dict(type="list", elements="str", default=[]),
-        validate_only=dict(type="bool", default=False),
-    )
-
-
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    p = module.params
-    for name in ("token_tolerance", "outlier_tolerance"):
-        if not 0.0 <= p[name] < 1.0:
-            module.fail_json(msg="%s must be a fraction in [0, 1), got %s" % (name, p[name]))
-    if p["validate_only"]:
-        # The benchmark role calls this before any tier runs: a typo in the baseline or the
-        # tolerances must not cost an hour of benchmarking first.
-        try:
-            check_tolerances(p["tolerances"])
-            baseline = load_baseline(p["baseline"]) if p["baseline"] else None
-        except ReportError as exc:
-            module.fail_json(msg=str(exc))
-        module.exit_json(changed=False, baseline_path=p["baseline"],
-                         baseline_tiers=sorted((baseline or {}).get("tiers", {})))
-    run = {k: p[k] for k in ("run_id", "started", "finished", "collection_version", "image",
-                             "model", "tp_size", "notes")}
-    try:
-        baseline = load_baseline(p["baseline"]) if p["baseline"] else None
-        report = build_report(
-            p["hosts"], p["records"], host_status=p["host_status"],
-            image_digests=p["image_digests"], baseline=baseline, baseline_path=p["baseline"],
-            tolerances=p["tolerances"], token_tolerance=p["token_tolerance"],
-            outlier_tolerance=p["outlier_tolerance"], outlier_min_hosts=p["outlier_min_hosts"],
-            run=run)
-        new_baseline = baseline_from_report(report) if p["store_as_baseline"] else None
-    except ReportError as exc:
-        module.fail_json(msg=str(exc))
-
-    paths = {k: os.path.join(p["output_dir"], "fleet_report." + ext) for k, ext in
-             (("json", "json"), ("csv", "csv"), ("markdown", "md"), ("html", "html"))}
-    if not module.check_mode:
-        paths = write_report(report, p["output_dir"])
-        if new_baseline is not None:
-            directory = os.path.dirname(p["store_as_baseline"])
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-            with open(p["store_as_baseline"], "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(new_baseline, indent=2) + "\n")
-    verdict = report["verdict"]
-    result = dict(changed=True, verdict=verdict["status"], summary=verdict["summary"],
-                  violations=report["violations"], incomplete=verdict["incomplete"], paths=paths,
-                  baseline_path=p["store_as_baseline"], report=report)
-    if p["fail_on_regression"] and verdict["status"] == "regression":
-        module.fail_json(msg="%s: %s" % (verdict["summary"], "; ".join(verdict["violations"])),
-                         **result)
-    module.exit_json(**result)
-
-
-if __name__ == "__main__":
-    main()

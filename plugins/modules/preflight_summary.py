@@ -23,7 +23,6 @@ description:
     the host it is called for. Run it once per play (C(run_once)).
   - The files are the run's output, not a change to any host, so the result is never C(changed);
     they are written in check mode too.
-  - The same aggregation is available as the filter R(sglang_rocm.fleet.preflight_fleet,ansible_collections.sglang_rocm.fleet.preflight_fleet_filter).
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
 options:

@@ -3,7 +3,7 @@
     report_screenshot.py REPORT.html OUT.png [--expect STATE=MIN_PIXELS ...]
 
 The report's charts are inline SVG; each bar is filled with its state's colour (the palette is
-read from the collection's own module_utils/_report_html.py, so it cannot drift). A chart that
+read from the collection's own module_utils/_render.py, so it cannot drift). A chart that
 did not render leaves no pixel of that colour, so counting exact-colour pixels in the
 screenshot proves the bars were drawn. Chromium runs with no network at all (the report must
 open from disk), in a throwaway profile. Exit 0 with a JSON line of pixel counts, else 1.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "plugins" / "module_utils"))
-from _report_html import COLORS  # noqa: E402  (the palette the report was drawn with)
+from _render import COLORS  # noqa: E402  (the palette the report was drawn with)
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,6 +1,7 @@
 """preflight_summary action: the real ActionModule.run() with a stand-in task; files written for real."""
 import json
-from unittest import mock
+
+import pytest
 
 from ansible_collections.sglang_rocm.fleet.plugins.action import preflight_summary
 
@@ -16,17 +17,15 @@ HOSTVARS = {"gpu01": {"ansible_facts": {"sglang_preflight_report": report("gpu01
             "gpu02": {"ansible_facts": {"sglang_preflight_report": report("gpu02", "fail", ["numa_balancing"])}}}
 
 
-def run_action(args, hostvars=None):
-    task = mock.MagicMock()
-    task.args = args
-    task.async_val = 0
-    task.check_mode = False
-    action = preflight_summary.ActionModule(task, mock.MagicMock(), mock.MagicMock(), loader=None, templar=None,
-                                            shared_loader_obj=None)
-    return action.run(task_vars={"hostvars": HOSTVARS if hostvars is None else hostvars})
+@pytest.fixture
+def run_action(run_controller_action):
+    def run(args, hostvars=None):
+        return run_controller_action(preflight_summary.ActionModule, args,
+                                     {"hostvars": HOSTVARS if hostvars is None else hostvars})
+    return run
 
 
-def test_writes_both_files_and_returns_the_summary(tmp_path):
+def test_writes_both_files_and_returns_the_summary(tmp_path, run_action):
     results = tmp_path / "results" / "run1"
     out = run_action({"hosts": ["gpu01", "gpu02", "gpu03"], "run_id": "run1", "results_dir": str(results)})
     assert not out.get("failed") and out["changed"] is False
@@ -39,13 +38,13 @@ def test_writes_both_files_and_returns_the_summary(tmp_path):
     assert sorted(p.name for p in results.iterdir()) == ["preflight.json", "preflight.md"]  # no temp file left
 
 
-def test_a_second_run_replaces_the_files(tmp_path):
+def test_a_second_run_replaces_the_files(tmp_path, run_action):
     run_action({"hosts": ["gpu01", "gpu02"], "run_id": "run1", "results_dir": str(tmp_path)})
     run_action({"hosts": ["gpu01"], "run_id": "run1", "results_dir": str(tmp_path)})
     assert [h["host"] for h in json.loads((tmp_path / "preflight.json").read_text())["hosts"]] == ["gpu01"]
 
 
-def test_bad_arguments_and_an_unwritable_directory_fail_with_the_variable_to_fix(tmp_path):
+def test_bad_arguments_and_an_unwritable_directory_fail_with_the_variable_to_fix(tmp_path, run_action):
     out = run_action({"hosts": "gpu01", "run_id": "run1", "results_dir": str(tmp_path)})
     assert out["failed"] and "hosts must be a list" in out["msg"]
     out = run_action({"hosts": ["gpu01"], "run_id": "", "results_dir": str(tmp_path)})
@@ -54,3 +53,13 @@ def test_bad_arguments_and_an_unwritable_directory_fail_with_the_variable_to_fix
     blocker.write_text("x")
     out = run_action({"hosts": ["gpu01"], "run_id": "run1", "results_dir": str(blocker / "sub")})
     assert out["failed"] and "sglang_results_dir" in out["msg"] and str(blocker / "sub") in out["msg"]
+
+
+def test_hosts_without_a_report_fact_or_unknown_to_the_inventory_are_errors(tmp_path, run_action):
+    hostvars = dict(HOSTVARS, gpu03={"inventory_hostname": "gpu03"})
+    out = run_action({"hosts": ["gpu01", "gpu02", "gpu03", "gpu04"], "run_id": "run1", "results_dir": str(tmp_path)},
+                     hostvars)
+    assert [h["status"] for h in out["report"]["hosts"]] == ["pass", "fail", "error", "error"]
+    assert out["failed_hosts"] == ["gpu02", "gpu03", "gpu04"]
+    assert out["summary"][:3] == ["preflight run1: 4 hosts, 1 pass, 0 warn, 1 fail, 2 without a report",
+                                  "report: %s" % (tmp_path / "preflight.md"), "FAIL numa_balancing on 1 host: gpu02"]

@@ -1,4 +1,4 @@
-"""module_utils/_preflight.py: input validation, every check's verdict, safe fixes, fleet output."""
+"""module_utils/_preflight.py: input validation, every check's verdict, safe fixes."""
 import sys
 from pathlib import Path
 
@@ -284,47 +284,6 @@ def test_failed_modprobe_is_reported_with_its_error(tmp_path):
     report = _preflight.annotate_remediation(_preflight.evaluate_checks(facts, settings(), "gpu01"), results)
     assert check(report, "amdgpu_loaded")["remediation"].startswith("failed: modprobe amdgpu exited 1")
     assert "[remediation: failed: modprobe amdgpu exited 1" in report["message"]
-
-
-# ---------------------------------------------------------------- fleet
-
-def fleet(tmp_path):
-    reports = [("gpu01", evaluate(build_host(tmp_path / "a"))),
-               ("gpu02", evaluate(build_host(tmp_path / "b", kind="mi250"))),
-               ("gpu03", evaluate(build_host(tmp_path / "c", numa_balancing=1))),
-               ("gpu04", None)]
-    for host, report in reports:
-        if report:
-            report["host"] = host
-    return _preflight.fleet_report(reports, "20250101T000000Z")
-
-
-def test_fleet_report_counts_and_lists_hosts_without_a_report(tmp_path):
-    doc = fleet(tmp_path)
-    assert doc["counts"] == {"pass": 1, "warn": 0, "fail": 2, "error": 1}
-    assert doc["failed_hosts"] == ["gpu02", "gpu03", "gpu04"]
-    assert doc["hosts"][3]["status"] == "error" and "unreachable" in doc["hosts"][3]["message"]
-
-
-def test_fleet_markdown_is_a_host_by_check_table_with_fixes(tmp_path):
-    text = _preflight.fleet_markdown(fleet(tmp_path))
-    lines = text.splitlines()
-    header = next(line for line in lines if line.startswith("| host |"))
-    assert header.split(" | ")[2:] == list(_preflight.CHECKS)[:-1] + ["amd_smi |"]
-    row = next(line for line in lines if line.startswith("| gpu02 |"))
-    assert row.startswith("| gpu02 | FAIL | ok | ok | ok | ok | ok | FAIL |")
-    assert "- **gpu03** `numa_balancing` FAIL: kernel.numa_balancing = 1" in text
-
-
-def test_fleet_summary_groups_by_check_so_it_fits_one_screen(tmp_path):
-    doc = fleet(tmp_path)
-    lines = _preflight.fleet_summary(doc, "/results/run/preflight.md")
-    assert lines[0] == "preflight 20250101T000000Z: 4 hosts, 1 pass, 0 warn, 2 fail, 1 without a report"
-    assert "FAIL gfx on 1 host: gpu02" in lines and "FAIL numa_balancing on 1 host: gpu03" in lines
-    assert lines[-1] == "leaving the play: gpu02, gpu03, gpu04"
-    big = _preflight.fleet_report([("h%03d" % i, dict(doc["hosts"][2], host="h%03d" % i))
-                                   for i in range(200)], "r")
-    assert len(_preflight.fleet_summary(big)) < 12  # 200 failing hosts, still one screen
 
 
 def test_docker_info_answers_are_normalised():

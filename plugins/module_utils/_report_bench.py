@@ -12,14 +12,13 @@ totals), outlier hosts and a verdict; renders JSON, CSV, Markdown and HTML.
 from __future__ import annotations
 
 import collections
-import csv
-import io
 import json
-import math
 import os
 import statistics
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._report_html import render_html
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _render as R
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import is_number as _is_number
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import number_text as _fmt
 
 SCHEMA_VERSION = 1
 BASELINE_SCHEMA_VERSION = 1
@@ -56,26 +55,10 @@ class ReportError(ValueError):
     """Bad report input (baseline file, tolerances) with a message that says how to fix it."""
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _pct(observed, baseline):
     if not (_is_number(observed) and _is_number(baseline)) or baseline == 0:
         return None
     return round((observed - baseline) / baseline * 100.0, 2)
-
-
-def _fmt(value, digits=2):
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return "%.*f" % (digits, value)
-    return str(value)
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -466,9 +449,125 @@ def baseline_from_report(report):
     }
 
 
-# ---------------------------------------------------------------------------- renderers
+# ------------------------------------------------------------------------------- views
 
-CSV_COLUMNS = (
+REPORT_FILES = (("json", "fleet_report.json"), ("csv", "fleet_report.csv"),
+                ("markdown", "fleet_report.md"), ("html", "fleet_report.html"))
+METRIC_NAMES = {
+    "output_throughput": "output tok/s", "total_throughput": "total tok/s",
+    "request_throughput": "req/s", "input_throughput": "input tok/s",
+    "median_tpot_ms": "median TPOT", "mean_tpot_ms": "mean TPOT",
+    "median_ttft_ms": "median TTFT", "mean_ttft_ms": "mean TTFT",
+    "median_itl_ms": "median ITL", "mean_itl_ms": "mean ITL",
+    "median_e2e_latency_ms": "median E2E", "mean_e2e_latency_ms": "mean E2E",
+}
+
+
+def workload_line(spec):
+    """A tier's workload in one line: the only place it is worded, for every format."""
+    return ("%s prompts \u00b7 max concurrency %s \u00b7 %s %s in / %s out \u00b7 range ratio %s "
+            "\u00b7 request rate %s \u00b7 seed %s" % (
+                spec.get("num_prompts"), spec.get("max_concurrency"), spec.get("dataset_name"),
+                spec.get("random_input_len"), spec.get("random_output_len"),
+                spec.get("random_range_ratio"), spec.get("request_rate"), spec.get("seed")))
+
+
+def tier_spec(report, tier_name):
+    """The spec of the tier as the first host that ran it recorded it, else None."""
+    for entry in report["hosts"]:
+        tier = entry["tiers"].get(tier_name)
+        if tier and tier.get("spec"):
+            return tier["spec"]
+    return None
+
+
+def _checks(tier):
+    return (tier.get("comparison") or {}).get("checks") or {}
+
+
+# A tier table: each host's figures, the fleet's median/min/max and the baseline.
+TIER_COLUMNS = (
+    R.Column("host", fmt=R.TEXT, css="host"),
+    R.Column("status", fmt=R.STATUS),
+    R.Column("output_throughput", "output tok/s", numeric=True),
+    R.Column("output_throughput_check", "vs baseline", R.DELTA, numeric=True),
+    R.Column("median_tpot_ms", "median TPOT ms", numeric=True),
+    R.Column("median_tpot_ms_check", "vs baseline", R.DELTA, numeric=True),
+    R.Column("mean_ttft_ms", "mean TTFT ms", numeric=True),
+    R.Column("p99_ttft_ms", "P99 TTFT ms", numeric=True),
+    R.Column("p99_itl_ms", "P99 ITL ms", numeric=True),
+    R.Column("request_throughput", "req/s", numeric=True),
+    R.Column("failed", "failed", R.OF_TOTAL, numeric=True),
+    R.Column("duration_s", "duration s", numeric=True),
+    R.Column("flags", "flags", R.FLAGS, css="flags"),
+)
+TIER_METRICS = ("output_throughput", "median_tpot_ms", "mean_ttft_ms", "p99_ttft_ms",
+                "p99_itl_ms", "request_throughput", "failed", "duration_s")
+
+
+def _flags(tier):
+    flags = []
+    if tier["outlier"]:
+        flags.append(("outlier", "outlier"))
+    if (tier.get("comparison") or {}).get("status") == "not_comparable":
+        flags.append(("nc", "not comparable"))
+    if tier["error"]:
+        flags.append(("error", tier["error"]))
+    return flags
+
+
+def tier_rows(report, tier_name):
+    rows = []
+    for entry in report["hosts"]:
+        tier = entry["tiers"].get(tier_name)
+        if tier is None:
+            continue
+        metrics, checks = tier["metrics"], _checks(tier)
+        row = {k: metrics.get(k) for k in TIER_METRICS}
+        if _is_number(metrics.get("failed")):
+            row["failed"] = (metrics["failed"], metrics.get("num_prompts"))
+        row.update(host=entry["host"], status=tier["status"], flags=_flags(tier),
+                   output_throughput_check=checks.get("output_throughput"),
+                   median_tpot_ms_check=checks.get("median_tpot_ms"))
+        rows.append(row)
+    stats = report["fleet"].get(tier_name) or {}
+    for label in ("median", "min", "max"):
+        rows.append(dict({k: (stats.get(k) or {}).get(label) for k in TIER_METRICS},
+                         _label="fleet " + label))
+    base_metrics = ((report.get("baseline") or {}).get("metrics") or {}).get(tier_name)
+    if base_metrics:
+        rows.append(dict({k: base_metrics.get(k) for k in TIER_METRICS}, _label="baseline"))
+    return rows
+
+
+HOST_COLUMNS = (
+    R.Column("host", fmt=R.TEXT, css="host"),
+    R.Column("status", fmt=R.STATUS),
+    R.Column("image_digest", "image digest", R.DIGEST, css="mono"),
+    R.Column("sglang_version", "sglang", R.TEXT),
+    R.Column("detail", "stage / error", R.PLAIN, css="mono"),
+)
+
+
+def host_rows(report):
+    rows = []
+    for entry in report["hosts"]:
+        detail = ""
+        if entry["status"] in ("stage_failed", "missing"):
+            detail = "%s %s: %s" % (entry["stage"] or "benchmark",
+                                    entry["stage_status"] or entry["status"], entry["error"])
+        rows.append({"host": entry["host"], "status": entry["status"],
+                     "image_digest": (entry["image_digest"], entry["digest_mismatch"]),
+                     "sglang_version": entry["sglang_version"], "detail": detail})
+    return rows
+
+
+# One row per host and tier (one per host without tiers), every value as measured.
+CSV_METRICS = ("completed", "failed", "output_throughput", "median_tpot_ms", "mean_ttft_ms",
+               "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms", "median_itl_ms",
+               "p99_itl_ms", "request_throughput", "total_throughput", "duration_s",
+               "total_input_tokens", "total_output_tokens")
+CSV_COLUMNS = tuple(R.Column(key) for key in (
     "run_id", "host", "host_status", "image_digest", "digest_mismatch", "sglang_version", "tier",
     "status", "num_prompts", "max_concurrency", "completed", "failed", "output_throughput",
     "baseline_output_throughput", "output_throughput_delta_pct", "median_tpot_ms",
@@ -476,162 +575,166 @@ CSV_COLUMNS = (
     "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms", "median_itl_ms", "p99_itl_ms",
     "request_throughput", "total_throughput", "duration_s", "total_input_tokens",
     "total_output_tokens", "baseline", "outlier", "error",
-)
+))
 
 
-def render_csv(report):
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+def csv_rows(report):
+    rows = []
     run_id = (report.get("run") or {}).get("run_id")
     for entry in report["hosts"]:
         base = {"run_id": run_id, "host": entry["host"], "host_status": entry["status"],
                 "image_digest": entry["image_digest"], "digest_mismatch": entry["digest_mismatch"],
                 "sglang_version": entry["sglang_version"]}
         if not entry["tiers"]:
-            writer.writerow(dict(base, status=entry["stage_status"] or entry["status"],
-                                 error=entry["error"]))
+            rows.append(dict(base, status=entry["stage_status"] or entry["status"],
+                             error=entry["error"]))
             continue
         for tier_name in report["tiers"]:
             tier = entry["tiers"].get(tier_name)
             if tier is None:
                 continue
-            m, spec = tier["metrics"], tier.get("spec") or {}
-            checks = (tier.get("comparison") or {}).get("checks", {})
+            spec, checks = tier.get("spec") or {}, _checks(tier)
             row = dict(base, tier=tier_name, status=tier["status"],
                        num_prompts=spec.get("num_prompts"),
                        max_concurrency=spec.get("max_concurrency"),
                        baseline=(tier.get("comparison") or {}).get("status"),
                        outlier=tier["outlier"], error=tier["error"])
-            for key in ("completed", "failed", "output_throughput", "median_tpot_ms",
-                        "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
-                        "p99_tpot_ms", "median_itl_ms", "p99_itl_ms", "request_throughput",
-                        "total_throughput", "duration_s", "total_input_tokens",
-                        "total_output_tokens"):
-                row[key] = m.get(key)
-            for key, col in (("output_throughput", "output_throughput"),
-                             ("median_tpot_ms", "median_tpot_ms")):
+            row.update((key, tier["metrics"].get(key)) for key in CSV_METRICS)
+            for key in ("output_throughput", "median_tpot_ms"):
                 if key in checks:
-                    row["baseline_" + col] = checks[key]["baseline"]
-                    row[col + "_delta_pct"] = checks[key]["delta_pct"]
-            writer.writerow(row)
-    return out.getvalue()
+                    row["baseline_" + key] = checks[key]["baseline"]
+                    row[key + "_delta_pct"] = checks[key]["delta_pct"]
+            rows.append(row)
+    return rows
 
 
-def _md_escape(value):
-    return _fmt(value).replace("|", "\\|").replace("\n", " ")
-
-
-def tier_workload(report, tier_name):
+def _chart(report, tier_name, metric, title):
+    """A tier's bars for one metric, with the baseline, its allowed limit and the fleet median."""
+    tolerances = report["settings"]["tolerances"]
+    base = report.get("baseline") or {}
+    base_value = (base.get("metrics") or {}).get(tier_name, {}).get(metric)
+    tier_base = (base.get("tiers") or {}).get(tier_name, {})
+    comparable = tier_base.get("status") in ("compared", "mixed")
+    higher = metric in HIGHER_IS_BETTER
+    rows, states = [], []
     for entry in report["hosts"]:
         tier = entry["tiers"].get(tier_name)
-        if tier and tier.get("spec"):
-            spec = tier["spec"]
-            return "%s prompts, concurrency %s, %s %s/%s, range ratio %s" % (
-                spec.get("num_prompts"), spec.get("max_concurrency"), spec.get("dataset_name"),
-                spec.get("random_input_len"), spec.get("random_output_len"),
-                spec.get("random_range_ratio"))
-    return ""
+        if tier is None:
+            continue
+        value = tier["metrics"].get(metric)
+        check = _checks(tier).get(metric) or {}
+        state = "ok"
+        if check.get("ok") is False:
+            state = "violation"
+        elif higher and tier.get("outlier"):
+            state = "outlier"
+        elif tier["status"] == "failed":
+            state = "failed"
+        if _is_number(value) and state not in states:
+            states.append(state)
+        notes = []
+        if check.get("delta_pct") is not None and check.get("gated"):
+            notes.append("%+.1f%%" % check["delta_pct"])
+        if higher and tier.get("outlier"):
+            notes.append("outlier")
+        rows.append((entry["host"], value, state, "(%s)" % ", ".join(notes) if notes else ""))
+    lines = []
+    if comparable and _is_number(base_value):
+        lines.append(("baseline", base_value, "baseline"))
+        if metric in tolerances:
+            tol = tolerances[metric]
+            lines.append(("allowed", base_value * (1 - tol) if higher else base_value * (1 + tol),
+                          "allowed"))
+    if len([r for r in rows if _is_number(r[1])]) > 1:
+        median = ((report["fleet"].get(tier_name) or {}).get(metric) or {}).get("median")
+        lines.append(("fleet median", median, "median"))
+    caption = ""
+    if base and not comparable and _is_number(base_value):
+        reasons = tier_base.get("reasons") or []
+        caption = "Baseline (%s) not drawn: not comparable%s." % (
+            _fmt(base_value), ": " + reasons[0] if reasons else "")
+    order = ("ok", "violation", "outlier", "failed")
+    return R.chart(title, rows, lines, [s for s in order if s in states], caption)
 
 
-def render_markdown(report):
+def _gates(report, names=None):
+    tolerances = sorted(report["settings"]["tolerances"].items())
+    if names:
+        return ", ".join("%s %s%g%%" % (METRIC_NAMES.get(k, k),
+                                        "\u2212" if k in HIGHER_IS_BETTER else "+", v * 100)
+                         for k, v in tolerances) or "none"
+    return ", ".join("%s (%g%%)" % (k, v * 100) for k, v in tolerances) or "nothing"
+
+
+def document(report):
+    """What the Markdown and HTML reports show, as _render blocks."""
     run = report.get("run") or {}
     verdict = report["verdict"]
-    lines = ["# SGLang fleet benchmark report: run %s" % (run.get("run_id") or "?"), "",
-             "**Verdict: %s.** %s" % (verdict["status"].upper(), verdict["summary"]), ""]
-    lines += ["| | |", "|---|---|"]
-    for label, key in (("Run", "run_id"), ("Started", "started"), ("Finished", "finished"),
-                       ("Model", "model"), ("Image", "image"), ("Tensor parallel", "tp_size"),
-                       ("Collection", "collection_version")):
-        if run.get(key) not in (None, ""):
-            lines.append("| %s | %s |" % (label, _md_escape(run[key])))
+    word = verdict["status"].upper()
     base = report.get("baseline")
-    base_text = "%s (%s)" % (base["path"], base["status"]) if base else "none"
-    lines.append("| Baseline | %s |" % _md_escape(base_text))
-    lines.append("")
-    if report["violations"]:
-        lines += ["## Violations", ""] + ["- %s" % v["message"] for v in report["violations"]] + [""]
-    if verdict["incomplete"]:
-        lines += ["## Incomplete", ""] + ["- %s" % i for i in verdict["incomplete"]] + [""]
-    notes = list(run.get("notes") or []) + report["notes"]
-    if notes:
-        lines += ["## Notes", ""] + ["- %s" % n for n in notes] + [""]
+    settings = report["settings"]
+    measured = len([e for e in report["hosts"] if e["tiers"]])
+    blocks = [
+        R.verdict(verdict["status"], word, verdict["summary"],
+                  [("Violations", verdict["violations"]), ("Incomplete", verdict["incomplete"])]),
+        R.facts([("Run", run.get("run_id")), ("Started", run.get("started")),
+                 ("Finished", run.get("finished")), ("Model", run.get("model")),
+                 ("Image", run.get("image")), ("Tensor parallel", run.get("tp_size")),
+                 ("Collection", run.get("collection_version")),
+                 ("Baseline", "%s (%s)" % (base["path"], base["status"]) if base else "none")]),
+        R.cards([("hosts measured", "%d / %d" % (measured, len(report["hosts"]))),
+                 ("tiers", ", ".join(report["tiers"]) or "-"),
+                 ("violations", str(len(report["violations"]))),
+                 ("outliers", str(len(report["outliers"]))),
+                 ("baseline", base["status"].replace("_", " ") if base else "none"),
+                 ("gates", _gates(report, names=True))]),
+        R.items(list(run.get("notes") or []) + report["notes"], heading="Notes"),
+    ]
     for tier_name in report["tiers"]:
-        lines += ["## Tier %s" % tier_name, "", "_%s_" % tier_workload(report, tier_name), "",
-                  "| host | status | output tok/s | vs baseline | median TPOT ms | vs baseline | "
-                  "mean TTFT ms | P99 TTFT ms | P99 ITL ms | failed | flags |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for entry in report["hosts"]:
-            tier = entry["tiers"].get(tier_name)
-            if tier is None:
-                continue
-            m = tier["metrics"]
-            checks = (tier.get("comparison") or {}).get("checks", {})
-
-            def delta(metric, checks=checks):
-                c = checks.get(metric)
-                if not c or c["delta_pct"] is None:
-                    return "-"
-                return "%+.1f%%%s" % (c["delta_pct"], " ✗" if c["ok"] is False else "")
-            flags = []
-            if tier["outlier"]:
-                flags.append("outlier")
-            if (tier.get("comparison") or {}).get("status") == "not_comparable":
-                flags.append("not comparable")
-            if tier["error"]:
-                flags.append(tier["error"])
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                _md_escape(entry["host"]), tier["status"], _fmt(m.get("output_throughput")),
-                delta("output_throughput"), _fmt(m.get("median_tpot_ms")),
-                delta("median_tpot_ms"), _fmt(m.get("mean_ttft_ms")),
-                _fmt(m.get("p99_ttft_ms")), _fmt(m.get("p99_itl_ms")), _fmt(m.get("failed")),
-                _md_escape("; ".join(flags)) if flags else ""))
-        stats = report["fleet"].get(tier_name, {})
-        for label in ("median", "min", "max"):
-            lines.append("| _fleet %s_ | | %s | | %s | | %s | %s | %s | %s | |" % (
-                label, *[_fmt((stats.get(k) or {}).get(label)) for k in (
-                    "output_throughput", "median_tpot_ms", "mean_ttft_ms", "p99_ttft_ms",
-                    "p99_itl_ms", "failed")]))
-        if base and tier_name in base["metrics"]:
-            bm = base["metrics"][tier_name]
-            lines.append("| _baseline_ | | %s | | %s | | %s | %s | %s | | |" % tuple(
-                _fmt(bm.get(k)) for k in ("output_throughput", "median_tpot_ms", "mean_ttft_ms",
-                                          "p99_ttft_ms", "p99_itl_ms")))
-        lines.append("")
-    lines += ["## Hosts", "", "| host | status | image digest | sglang | stage / error |",
-              "|---|---|---|---|---|"]
-    for entry in report["hosts"]:
-        digest = entry["image_digest"] or "-"
-        if entry["digest_mismatch"]:
-            digest += " (differs from fleet majority)"
-        detail = ""
-        if entry["status"] in ("stage_failed", "missing"):
-            detail = "%s %s: %s" % (entry["stage"] or "benchmark", entry["stage_status"] or
-                                    entry["status"], entry["error"])
-        lines.append("| %s | %s | %s | %s | %s |" % (
-            _md_escape(entry["host"]), entry["status"], _md_escape(digest),
-            _md_escape(entry["sglang_version"]), _md_escape(detail)))
-    lines += ["", "P99 figures are reported, never gated. Gated: %s." % (
-        ", ".join("%s (%g%%)" % (k, v * 100)
-                  for k, v in sorted(report["settings"]["tolerances"].items())) or "nothing"), ""]
-    return "\n".join(lines)
+        spec = tier_spec(report, tier_name)
+        blocks.append(R.panel("Tier " + tier_name, (
+            [R.paragraph(workload_line(spec), role="lead")] if spec else []) + [
+            _chart(report, tier_name, "output_throughput",
+                   "Output throughput (tok/s), higher is better"),
+            _chart(report, tier_name, "median_tpot_ms", "Median TPOT (ms), lower is better"),
+            R.table(TIER_COLUMNS, tier_rows(report, tier_name))]))
+    blocks.append(R.panel("Hosts", [R.table(HOST_COLUMNS, host_rows(report))]))
+    version = run.get("collection_version")
+    base_text = ""
+    if base:
+        base_text = " Baseline: %s%s." % (base.get("path"), " (%s)" % base["description"]
+                                          if base.get("description") else "")
+    blocks.append(R.paragraph(
+        "Generated by sglang_rocm.fleet%s from the real sglang.bench_serving results. Gated: %s; "
+        "P99 figures are reported, never gated. Outliers: output throughput below the fleet "
+        "median by more than %g%%, judged with at least %d hosts.%s" % (
+            " " + version if version else "", _gates(report),
+            settings["outlier_tolerance"] * 100, settings["outlier_min_hosts"], base_text),
+        role="footer"))
+    return {"title": "SGLang fleet benchmark report: run %s" % (run.get("run_id") or "?"),
+            "page_title": "Fleet benchmark %s: %s" % (run.get("run_id") or "?", word),
+            "blocks": blocks}
 
 
-def write_report(report, output_dir, write=None):
-    """Write the four report files; returns their paths."""
-    def default_write(path, text):
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    write = write or default_write
-    os.makedirs(output_dir, exist_ok=True)
-    paths = {
-        "json": os.path.join(output_dir, "fleet_report.json"),
-        "csv": os.path.join(output_dir, "fleet_report.csv"),
-        "markdown": os.path.join(output_dir, "fleet_report.md"),
-        "html": os.path.join(output_dir, "fleet_report.html"),
-    }
-    write(paths["json"], json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n")
-    write(paths["csv"], render_csv(report))
-    write(paths["markdown"], render_markdown(report))
-    write(paths["html"], render_html(report))
+def render(report):
+    """Every report file's text, by kind (json, csv, markdown, html)."""
+    doc = document(report)
+    return {"json": R.render_json(report),
+            "csv": R.render_csv(R.Table(CSV_COLUMNS, csv_rows(report))),
+            "markdown": R.render_markdown(doc),
+            "html": R.render_html(doc)}
+
+
+def report_paths(output_dir):
+    return {kind: os.path.join(output_dir, name) for kind, name in REPORT_FILES}
+
+
+def write_report(report, output_dir):
+    """Write the four report files, each atomically; returns their paths by kind."""
+    paths, texts = report_paths(output_dir), render(report)
+    R.write_files(output_dir, {paths[kind]: texts[kind] for kind in paths})
     return paths
+
+
+def write_baseline(path, baseline):
+    R.write_files(os.path.dirname(path) or ".", {path: json.dumps(baseline, indent=2) + "\n"})

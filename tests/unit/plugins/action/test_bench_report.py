@@ -1,15 +1,13 @@
-"""bench_report: the real main() with injected args, writing into a temporary directory."""
+"""bench_report action: the real ActionModule.run() with a stand-in task and no connection,
+writing into a temporary directory."""
 
 import json
 import os
 
 import pytest
-from unittest import mock
 
-from ansible.module_utils.testing import patch_module_args
-
+from ansible_collections.sglang_rocm.fleet.plugins.action import bench_report
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _bench
-from ansible_collections.sglang_rocm.fleet.plugins.modules import bench_report
 
 HERE = os.path.dirname(__file__)
 FIXTURES = os.path.join(HERE, "..", "..", "fixtures", "bench")
@@ -31,15 +29,13 @@ def records(tpot_factor=1.0, throughput_factor=1.0):
     return out
 
 
-def run_module(args, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args), mock.patch("sys.stdout.write") as out, \
-            pytest.raises(SystemExit) as exc:
-        bench_report.main()
-    result = json.loads("".join(call.args[0] for call in out.call_args_list))
-    result["_rc"] = exc.value.code
-    return result
+@pytest.fixture
+def run_module(run_controller_action):
+    def run(args, check_mode=False):
+        result = run_controller_action(bench_report.ActionModule, args, check_mode=check_mode)
+        result["_rc"] = 1 if result.get("failed") else 0
+        return result
+    return run
 
 
 def base_args(tmp_path, **extra):
@@ -51,7 +47,7 @@ def base_args(tmp_path, **extra):
     return args
 
 
-def test_pass_writes_four_files(tmp_path):
+def test_pass_writes_four_files(tmp_path, run_module):
     result = run_module(base_args(tmp_path))
     assert result["_rc"] == 0 and result["changed"] is True
     assert result["verdict"] == "pass"
@@ -62,7 +58,7 @@ def test_pass_writes_four_files(tmp_path):
     assert result["paths"]["html"] == str(tmp_path / "r1" / "fleet_report.html")
 
 
-def test_fail_on_regression_lists_every_violation(tmp_path):
+def test_fail_on_regression_lists_every_violation(tmp_path, run_module):
     recs = {h: records() for h in HOSTS}
     recs["gpu-02"] = records(tpot_factor=2.0)
     result = run_module(base_args(tmp_path, records=recs, fail_on_regression=True))
@@ -79,7 +75,7 @@ def test_fail_on_regression_lists_every_violation(tmp_path):
     assert (tmp_path / "r1" / "fleet_report.html").exists()  # reports are written first
 
 
-def test_regression_without_fail_on_regression_returns_ok(tmp_path):
+def test_regression_without_fail_on_regression_returns_ok(tmp_path, run_module):
     recs = {h: records() for h in HOSTS}
     recs["gpu-03"] = records(throughput_factor=0.5)
     result = run_module(base_args(tmp_path, records=recs, baseline=None))
@@ -88,14 +84,14 @@ def test_regression_without_fail_on_regression_returns_ok(tmp_path):
     assert {v["host"] for v in result["violations"]} == {"gpu-03"}
 
 
-def test_check_mode_writes_nothing(tmp_path):
+def test_check_mode_writes_nothing(tmp_path, run_module):
     result = run_module(base_args(tmp_path, store_as_baseline=str(tmp_path / "b.json")),
                         check_mode=True)
     assert result["_rc"] == 0 and result["verdict"] == "pass"
     assert not (tmp_path / "r1").exists() and not (tmp_path / "b.json").exists()
 
 
-def test_bad_baseline_names_the_line(tmp_path):
+def test_bad_baseline_names_the_line(tmp_path, run_module):
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "tiers": {\n    "low": {"metrics": {"output_throughput": 1}}\n  ,}\n}\n')
     result = run_module(base_args(tmp_path, baseline=str(bad)))
@@ -105,7 +101,7 @@ def test_bad_baseline_names_the_line(tmp_path):
     assert not (tmp_path / "r1").exists()
 
 
-def test_store_as_baseline_then_gate_on_it(tmp_path):
+def test_store_as_baseline_then_gate_on_it(tmp_path, run_module):
     stored = tmp_path / "baselines" / "fleet.json"
     result = run_module(base_args(tmp_path, store_as_baseline=str(stored)))
     assert result["_rc"] == 0 and result["baseline_path"] == str(stored)
@@ -120,7 +116,7 @@ def test_store_as_baseline_then_gate_on_it(tmp_path):
     assert "gpu-01 / medium / median_tpot_ms: observed 21.74, allowed at most 11.96" in result["msg"]
 
 
-def test_bad_tolerance_is_refused(tmp_path):
+def test_bad_tolerance_is_refused(tmp_path, run_module):
     result = run_module(base_args(tmp_path, tolerances={"p99_itl_ms": 0.2}))
     assert result["_rc"] == 1 and "p99_itl_ms is report-only" in result["msg"]
     result = run_module(base_args(tmp_path, outlier_tolerance=1.5))
@@ -128,7 +124,7 @@ def test_bad_tolerance_is_refused(tmp_path):
     assert result["msg"] == "outlier_tolerance must be a fraction in [0, 1), got 1.5"
 
 
-def test_validate_only_checks_baseline_and_tolerances_and_writes_nothing(tmp_path):
+def test_validate_only_checks_baseline_and_tolerances_and_writes_nothing(tmp_path, run_module):
     args = {"output_dir": str(tmp_path / "r1"), "hosts": HOSTS, "run_id": "r1", "validate_only": True}
     result = run_module(dict(args, baseline=BASELINE))
     assert result["_rc"] == 0 and result["changed"] is False
@@ -140,4 +136,12 @@ def test_validate_only_checks_baseline_and_tolerances_and_writes_nothing(tmp_pat
     assert result["msg"].startswith("baseline file %s does not parse as JSON at line 3" % bad)
     result = run_module(dict(args, tolerances={"median_tpot_ms": 2}))
     assert result["_rc"] == 1 and result["msg"].startswith("invalid tolerances")
+    assert not (tmp_path / "r1").exists()
+
+
+def test_unknown_option_is_refused_by_the_task_name(tmp_path, run_module):
+    result = run_module(base_args(tmp_path, outlier_tolerence=0.2))
+    assert result["_rc"] == 1
+    assert result["msg"].startswith("Unsupported parameters for (sglang_rocm.fleet.bench_report) module: "
+                                    "outlier_tolerence.")
     assert not (tmp_path / "r1").exists()

@@ -1,4 +1,4 @@
-"""Unit tests of plugins/module_utils/_report.py: gates, comparability, outliers, renderers."""
+"""Unit tests of plugins/module_utils/_report_bench.py: gates, comparability, outliers, what each file shows."""
 
 import copy
 import csv
@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _bench, _report
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _bench
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _report_bench as _report
 
 HERE = os.path.dirname(__file__)
 FIXTURES = os.path.join(HERE, "..", "..", "fixtures", "bench")
@@ -319,7 +320,7 @@ def slow_fleet_report():
 
 def test_csv_has_a_row_per_host_tier():
     report = slow_fleet_report()
-    rows = list(csv.DictReader(io.StringIO(_report.render_csv(report))))
+    rows = list(csv.DictReader(io.StringIO(_report.render(report)["csv"])))
     assert len(rows) == 3 * 3 + 2
     row = [r for r in rows if r["host"] == "gpu-03" and r["tier"] == "medium"][0]
     assert row["outlier"] == "True" and row["output_throughput"] == "910.26"
@@ -331,7 +332,7 @@ def test_csv_has_a_row_per_host_tier():
 
 
 def test_markdown_states_verdict_and_each_violation():
-    text = _report.render_markdown(slow_fleet_report())
+    text = _report.render(slow_fleet_report())["markdown"]
     assert "**Verdict: REGRESSION.**" in text
     assert "- gpu-03 / medium / output_throughput: observed 910.26, allowed at least 1170.33 " \
            "(baseline 1300.37, tolerance 10%)" in text
@@ -342,7 +343,7 @@ def test_markdown_states_verdict_and_each_violation():
 
 
 def test_html_is_self_contained_and_has_two_charts_per_tier():
-    text = _report.render_html(slow_fleet_report())
+    text = _report.render(slow_fleet_report())["html"]
     assert text.count("<svg viewBox") == 2 * 3
     assert "<script" not in text.lower()
     # The only URL is the SVG namespace, which is a name, not a fetch.
@@ -365,7 +366,27 @@ def test_write_report_writes_four_files(tmp_path):
                                                   "gpu-05"]
 
 
-def test_nice_ticks():
-    from ansible_collections.sglang_rocm.fleet.plugins.module_utils._report_html import nice_ticks
-    assert nice_ticks(3169.72) == [0, 1000, 2000, 3000, 4000]
-    assert nice_ticks(5.86)[-1] >= 5.86
+def test_workload_line_is_worded_once_for_markdown_and_html():
+    texts = _report.render(slow_fleet_report())
+    line = ("80 prompts \u00b7 max concurrency 16 \u00b7 random 1000 in / 1000 out \u00b7 range ratio 0.0 "
+            "\u00b7 request rate inf \u00b7 seed 1")
+    assert "_%s_" % line in texts["markdown"]
+    assert '<div class="lead">%s</div>' % line in texts["html"]
+
+
+def test_markdown_and_html_show_a_value_alike():
+    texts = _report.render(slow_fleet_report())
+    # the tier tables share their columns and formatters: same headers, same figures
+    for fragment in ("1300.37", "-30.0% \u2717", "0 / 80", "req/s", "duration s"):
+        assert fragment in texts["markdown"] and fragment in texts["html"]
+    assert "1,300.37" not in texts["html"]
+
+
+def test_footer_names_the_gates_that_were_applied():
+    hosts = fleet()
+    report = _report.build_report(list(hosts), hosts, baseline=baseline(),
+                                  tolerances={"median_tpot_ms": None, "total_throughput": 0.2})
+    texts = _report.render(report)
+    for text in (texts["markdown"], texts["html"]):
+        assert "Gated: output_throughput (10%), total_throughput (20%); P99 figures" in text
+        assert "median TPOT are gated" not in text
