@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _rollout
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import write_files
 
 RECORD = "sglang_upgrade_host"
 STEPS = ("check", "images", "batch", "plan", "record", "summary")
@@ -26,22 +26,6 @@ STEPS = ("check", "images", "batch", "plan", "record", "summary")
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _write(path, text):
-    """Replace ``path`` atomically (a reader never sees half a file); mode 0644."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class ActionModule(ActionBase):
@@ -90,7 +74,7 @@ class ActionModule(ActionBase):
         settings = self._settings(args)
         data = _rollout.summary(records, settings["target"], settings["batches"], self._vars.get("sglang_run_id"),
                                 self._vars.get("ansible_check_mode", False), _now())
-        _write(args["path"], json.dumps(data, indent=2) + "\n")
+        write_files(os.path.dirname(args["path"]), {args["path"]: json.dumps(data, indent=2) + "\n"})
         return data
 
     # ------------------------------------------------------------------ steps
