@@ -5,7 +5,7 @@
 # public API and may change without notice.
 """Host side of the sglang_packages module, testable without AnsibleModule or Docker.
 
-The work inside the container is done by _pip.py, sent as source on the stdin of
+The work inside the container is done by _agent_pip.py, sent as source on the stdin of
 ``docker exec -i <container> python3 -`` with the request base64-encoded in the last line (the
 same way sglang_server sends its agent). PackagesManager asks it what is missing and, when
 something is, to install it, and turns its answers into a result, a diff and error messages.
@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import re
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _pip
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import agent_stdin, container_problem
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_pip
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import agent_stdin, container_problem
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import MASK, mask_text
 
 _USERINFO = re.compile(r"//([^/@\s]+)@")
@@ -31,7 +31,7 @@ _REQUEST_FIELDS = ("index_url", "extra_index_urls", "http_proxy", "https_proxy",
 
 def helper_stdin(payload):
     """Source sent to ``python3 -`` in the container: the pip helper plus one call with PAYLOAD."""
-    return agent_stdin(_pip, payload)
+    return agent_stdin(_agent_pip, payload)
 
 
 def proxy_secrets(params):
@@ -60,12 +60,12 @@ def validate(params):
     """Problems with the options, as the packages role's variables name them; [] when fine."""
     problems = []
     try:
-        _pip.parse_requirements(params.get("requirements"))
-    except _pip.PipError as exc:
+        _agent_pip.parse_requirements(params.get("requirements"))
+    except _agent_pip.PipError as exc:
         problems.append(str(exc))
     try:
-        _pip.validate_extra_args(params.get("extra_args"))
-    except _pip.PipError as exc:
+        _agent_pip.validate_extra_args(params.get("extra_args"))
+    except _agent_pip.PipError as exc:
         problems.append(str(exc))
     return problems
 

@@ -24,8 +24,8 @@ import shlex
 import signal
 import socket
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _server_helper
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import agent_stdin, container_problem
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_server
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import agent_stdin, container_problem
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import mask_text, scrub
 
 PROBES = ("health", "health_generate", "generate")
@@ -118,7 +118,7 @@ def launch_env(env):
 
 
 def config_path(state_dir):
-    return os.path.join(state_dir, _server_helper.CONFIG_FILE)
+    return os.path.join(state_dir, _agent_server.CONFIG_FILE)
 
 
 def build_argv(params):
@@ -420,7 +420,7 @@ def describe_owner(owner):
 
 def helper_stdin(payload):
     """Source sent to ``python3 -`` in the container: the agent plus one call with the payload."""
-    return agent_stdin(_server_helper, payload)
+    return agent_stdin(_agent_server, payload)
 
 
 class ServerError(Exception):

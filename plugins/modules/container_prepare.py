@@ -265,7 +265,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _container as C
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_api as D
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_engine as D
 
 
 def check_devices(mappings):

@@ -227,7 +227,7 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import DockerCli
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import DockerCli
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._packages import (
     PackagesError,
     PackagesManager,

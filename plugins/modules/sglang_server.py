@@ -353,7 +353,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import DockerCli
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import DockerCli
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._http import build_opener, request
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._server import (
     ServerError,

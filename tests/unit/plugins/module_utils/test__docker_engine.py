@@ -1,4 +1,4 @@
-"""_docker_api: community.docker's real API client against a fake Engine API on a unix socket."""
+"""_docker_engine: community.docker's real API client against a fake Engine API on a unix socket."""
 
 import json
 import types
@@ -6,7 +6,7 @@ import types
 import pytest
 
 from ansible_collections.community.docker.plugins.module_utils.util import DOCKER_COMMON_ARGS
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_api as D
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_engine as D
 
 
 def module_for(docker_host, **options):
