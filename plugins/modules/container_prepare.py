@@ -32,7 +32,7 @@ description:
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
 extends_documentation_fragment:
-  - community.docker.docker.api_documentation
+  - sglang_rocm.fleet.docker_engine
 attributes:
   check_mode:
     support: full
@@ -170,7 +170,6 @@ options:
     type: list
     elements: dict
 requirements:
-  - Python C(requests) on the host when the daemon is read (as for community.docker's API modules).
   - Docker API >= 1.25.
 notes:
   - The daemon is read only when O(containers) or O(images) is omitted, once, and before any

@@ -3,15 +3,27 @@
 import json
 import os
 import socketserver
+import sys
 import threading
+import types
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+# `make compat` runs these tests against community.docker 5.x: COMMUNITY_DOCKER_PATH names that
+# collection's directory (tests/scripts/community_docker5.sh), and only it may serve
+# ansible_collections.community.docker; the venv's ansible package brings 4.x, and with both on
+# sys.path Python would merge the two namespace packages into one.
+if os.environ.get("COMMUNITY_DOCKER_PATH"):
+    _community_docker = types.ModuleType("ansible_collections.community.docker")
+    _community_docker.__path__ = [os.environ["COMMUNITY_DOCKER_PATH"]]
+    sys.modules[_community_docker.__name__] = _community_docker
+
 
 class FakeEngine:
-    """Answers /version, /containers/json and /images/json; records every request."""
+    """Answers /version, /containers/json, /images/json and /distribution/<ref>/json; records
+    every request (path, query) and the headers of each in ``headers``."""
 
     api_version = "1.41"
 
@@ -22,6 +34,8 @@ class FakeEngine:
         self.containers = []
         self.images = []
         self.fail_with = None  # (status, message) for the list endpoints
+        self.manifests = {}  # reference -> (status, body) for /distribution/<ref>/json
+        self.headers = []
 
     def answer(self, path, query):
         self.requests.append((path, query))
@@ -34,6 +48,9 @@ class FakeEngine:
             return 200, self.containers
         if endpoint == "images/json":
             return 200, self.images
+        if endpoint.startswith("distribution/") and endpoint.endswith("/json"):
+            reference = endpoint[len("distribution/"):-len("/json")]
+            return self.manifests.get(reference, (404, {"message": "manifest unknown"}))
         return 404, {"message": "page not found"}
 
 
@@ -42,7 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
-        status, body = self.server.engine.answer(url.path, parse_qs(url.query))
+        self.server.engine.headers.append(dict(self.headers.items()))
+        status, body = self.server.engine.answer(unquote(url.path), parse_qs(url.query))
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
