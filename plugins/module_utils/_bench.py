@@ -21,9 +21,15 @@ import re
 import shlex
 import time
 
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
+    DEFAULT_EXEC_TIMEOUT,
+    KILL_AFTER as EXEC_KILL_AFTER,
+    env_args,
+    exec_argv,
+    timed,
+)
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import (
     MASK,
-    is_secret_name,
     mask_text,
     scrub,
 )
@@ -272,43 +278,12 @@ def bench_argv(spec, host, port, model, tokenizer, output_file, python="python3"
     return argv + list(extra_args or []) + list(spec["extra_args"])
 
 
-def env_args(env):
-    """Split an exec environment into docker argv (``--env``) and the values to hand the client.
-
-    Secret-looking variables (OPENAI_API_KEY, HF_TOKEN, ...) are passed by name only; the docker
-    CLI copies their values from its own environment, so they never appear in an argv.
-    """
-    argv, hidden = [], {}
-    for name in sorted(env or {}):
-        value = env[name]
-        if value is None:
-            continue
-        if is_secret_name(name):
-            argv += ["--env", name]
-            hidden[name] = str(value)
-        else:
-            argv += ["--env", "%s=%s" % (name, value)]
-    return argv, hidden
-
-
-def docker_exec_argv(docker, docker_host, container, command, env_argv=None):
-    argv = [docker]
-    if docker_host:
-        argv += ["--host", docker_host]
-    return argv + ["exec"] + list(env_argv or []) + [container] + list(command)
-
-
-def timed(command, seconds, timeout_bin="timeout"):
-    """Wrap a command in coreutils timeout (SIGTERM, then SIGKILL after KILL_AFTER s)."""
-    return [timeout_bin, "--kill-after=%d" % KILL_AFTER, str(int(seconds))] + list(command)
-
-
 def plan_run(params, specs):
     """Everything the run needs, per tier, before anything runs (also the check-mode answer).
 
     params keys: docker, timeout_bin, docker_host, container, host, port, model, tokenizer,
     python, env (dict), api_key, offline, run_id, results_dir, container_results_dir,
-    extra_args.
+    extra_args, exec_timeout (limit of the short docker exec calls).
     """
     env = dict(params.get("env") or {})
     if params.get("offline"):
@@ -323,9 +298,10 @@ def plan_run(params, specs):
     timeout_bin = params.get("timeout_bin") or "timeout"
     cdir = "%s/%s" % (params["container_results_dir"].rstrip("/"), params["run_id"])
 
-    def exec_(command, with_env=False):
-        return docker_exec_argv(docker, params.get("docker_host"), container, command,
-                                env_argv if with_env else None)
+    def exec_(command, with_env=False, seconds=params.get("exec_timeout", DEFAULT_EXEC_TIMEOUT), kill_after=EXEC_KILL_AFTER):
+        return exec_argv(docker, params.get("docker_host"), container, command, seconds,
+                         env_argv=env_argv if with_env else (), timeout_bin=timeout_bin,
+                         kill_after=kill_after)
 
     tiers = []
     for spec in specs:
@@ -340,8 +316,8 @@ def plan_run(params, specs):
         def outer(cmd, seconds=spec["timeout"]):
             # The in-container timeout stops the client where it runs (killing the docker CLI
             # alone would leave it running); the outer one guards a docker CLI that hangs.
-            return timed(exec_(timed(cmd, seconds, "timeout"), with_env=True),
-                         seconds + OUTER_TIMEOUT_MARGIN, timeout_bin)
+            return exec_(timed(cmd, seconds, "timeout", KILL_AFTER), with_env=True,
+                         seconds=seconds + OUTER_TIMEOUT_MARGIN, kill_after=KILL_AFTER)
 
         tier = {
             "name": name,

@@ -3,18 +3,26 @@
 #
 # PRIVATE: this module_utils file is for sglang_rocm.fleet's own modules only; it is not a
 # public API and may change without notice.
-"""Pure logic of the container role: image references, profiles, the docker_container spec.
+"""Logic of the container role: image references, profiles, the docker_container spec, and
+container_prepare's run on the host.
 
-Nothing here touches the host or Docker. The container_prepare module feeds it what it read
-(device nodes, group ids, the daemon's container and image lists) and turns SpecError into a
-failure message.
+The pure part comes first and touches neither the host nor Docker. prepare() at the end is the
+container_prepare module's work: it reads the daemon (through the Engine API seam), the device
+nodes and the group ids, checks every input, then creates the host paths; the module turns
+SpecError into a failure message.
 """
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
+import os
 import re
+import stat
+import tempfile
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_engine as D
 
 LABEL_PREFIX = "io.sglang-rocm.fleet."
 MANAGED_LABEL = LABEL_PREFIX + "managed"
@@ -470,3 +478,183 @@ def container_params(name, image, flags, devices, groups, mounts=(), mount_env=N
     params["labels"] = labels
     params["labels"][HASH_LABEL] = config_hash(params)
     return params
+
+
+# --------------------------------------------------------------------------- on the host
+
+
+def check_devices(mappings):
+    """Each device source must exist on the host as a character node or a directory of them."""
+    for source, target, _perms in mappings:
+        try:
+            mode = os.stat(source).st_mode
+        except OSError as exc:
+            raise SpecError(
+                "device %s (for %s in the container) is missing on this host: %s. The GPU driver "
+                "may not be loaded or the node may not exist; run the preflight role "
+                "(sglang_rocm.fleet.preflight) for a diagnosis, or set sglang_container_devices to "
+                "the devices this host has (sglang_container_dev_root says where /dev is read)"
+                % (source, target, exc.strerror or exc))
+        if not (stat.S_ISCHR(mode) or stat.S_ISDIR(mode)):
+            raise SpecError("device %s (for %s) exists but is not a character device or a "
+                            "directory of them" % (source, target))
+
+
+def gid_of(name):
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+class HostPaths:
+    """Directories and secret files, created only after every check passed."""
+
+    def __init__(self, module):
+        self.module = module
+        self.changed_paths = []
+        self.lines = []
+
+    def _note(self, action, path):
+        self.changed_paths.append(path)
+        self.lines.append("%s %s\n" % (action, path))
+
+    def directory(self, path, mode, enforce_mode=False):
+        if os.path.isdir(path):
+            if enforce_mode and stat.S_IMODE(os.stat(path).st_mode) != mode:
+                self._note("chmod %o" % mode, path)
+                if not self.module.check_mode:
+                    os.chmod(path, mode)
+            return
+        if os.path.exists(path):
+            self.module.fail_json(msg="%s exists on the host but is not a directory" % path)
+        self._note("create directory", path)
+        if not self.module.check_mode:
+            os.makedirs(path, mode)
+            os.chmod(path, mode)
+
+    def remove(self, path):
+        if os.path.lexists(path):
+            self._note("remove", path)
+            if not self.module.check_mode:
+                os.unlink(path)
+
+    def secret(self, directory, name, content):
+        path = os.path.join(directory, name)
+        data = content.encode("utf-8")
+        try:
+            with open(path, "rb") as handle:
+                same = handle.read() == data
+            same = same and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        except OSError:
+            same = False
+        if same:
+            return
+        self._note("write secret file (0600)", path)
+        if self.module.check_mode:
+            return
+        # write-then-rename inside the mounted directory: the container sees the new file
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % name)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+
+
+def docker_state(module):
+    """(containers, images): as given, or read from the daemon when either is omitted."""
+    p = module.params
+    if p["containers"] is not None and p["images"] is not None:
+        return p["containers"], p["images"]
+    try:
+        containers, images = D.connect_and_read(module, p["name"])
+    except D.DaemonError as exc:
+        raise SpecError(D.unreachable_message(p["docker_host"], exc))
+    given = (p["containers"], p["images"])
+    return (containers if given[0] is None else given[0]), (images if given[1] is None else given[1])
+
+
+def prepare(module):
+    """container_prepare's result and warnings; SpecError before anything changed."""
+    p = module.params
+    warnings = []
+    resolved = resolve_image(p["image"], p["registry_mirror"], p["image_digest"])
+    containers, images = docker_state(module)
+    image = find_image(images, resolved)
+    existing = existing_state(find_container(containers, p["name"]))
+    result = {
+        "changed": False,
+        "image": resolved,
+        "image_present": image is not None,
+        "need_pull": p["image_source"] == "registry" and (image is None or p["pull"] == "always"),
+        "need_load": p["image_source"] == "archive" and image is None,
+        "existing": existing,
+        "remove": False,
+        "paths": [],
+    }
+    result["archive_path"] = archive_host_path(
+        p["image_source"], p["archive"], p["archive_sha256"], p["archive_remote_src"],
+        p["staging_dir"]) if p["state"] == "present" else ""
+    if image is not None:
+        result["ansible_facts"] = {
+            "sglang_container_image_facts": image_facts(image, resolved, p["image_source"])}
+
+    secrets = dict(p["secrets"] or {})
+    if p["hf_token"]:
+        secrets[HF_TOKEN_FILE] = p["hf_token"]
+    validate_secret_names(secrets)
+    for name, content in secrets.items():
+        if not isinstance(content, str):
+            raise SpecError("secret %r must be a string" % (name,))
+    paths = HostPaths(module)
+
+    if p["state"] == "absent":
+        result["need_pull"] = result["need_load"] = False
+        result["remove"] = existing["exists"] and existing["managed"]
+        if existing["exists"] and not existing["managed"]:
+            warnings.append("container %r exists but carries no %s=true label, so it was not "
+                            "created by this collection and is left in place"
+                            % (p["name"], MANAGED_LABEL))
+        elif secrets:
+            # the secrets served only our container; do not leave them on the host
+            for name in sorted(secrets):
+                paths.remove(os.path.join(p["secrets_dir"], name))
+        return _finish(result, paths), warnings
+
+    flags = profile_flags(p["profile"], p["overrides"])
+    mappings = device_mappings(flags["devices"], p["dev_root"])
+    groups, group_warnings = resolve_groups(flags["groups"], flags["numeric_groups"], gid_of)
+    warnings.extend(group_warnings)
+    volumes, mount_env = collection_mounts(
+        p["cache_dir"], p["cache_mount"], p["cache_env"], p["results_dir"], p["secrets_dir"],
+        sorted(secrets))
+    params = container_params(
+        p["name"], resolved["reference"], flags, mappings, groups, volumes, mount_env, p["env"],
+        p["extra_options"], p["profile"])
+    check_devices(mappings)
+    if existing["exists"] and not existing["managed"] and not p["adopt"]:
+        raise SpecError(adoption_error(p["name"], existing))
+
+    if result["need_load"] and not p["archive_remote_src"]:
+        paths.directory(p["staging_dir"], 0o700)
+    if p["cache_mount"]:
+        paths.directory(p["cache_dir"], 0o755)
+    if p["results_dir"]:
+        paths.directory(p["results_dir"], 0o755)
+    if secrets:
+        paths.directory(p["secrets_dir"], 0o700, enforce_mode=True)
+        for name in sorted(secrets):
+            paths.secret(p["secrets_dir"], name, secrets[name])
+    result.update({"container": params, "config_hash": params["labels"][HASH_LABEL]})
+    return _finish(result, paths), warnings
+
+
+def _finish(result, paths):
+    result["paths"] = paths.changed_paths
+    result["changed"] = bool(paths.changed_paths)
+    if paths.changed_paths:
+        result["diff"] = {"before": "", "after": "".join(paths.lines)}
+    return result

@@ -5,21 +5,23 @@
 # public API and may change without notice.
 """Host side of the sglang_packages module, testable without AnsibleModule or Docker.
 
-The work inside the container is done by _pip.py, sent as source on the stdin of
-``docker exec -i <container> python3 -`` with the request base64-encoded in the last line (the
-same way sglang_server sends its agent). PackagesManager asks it what is missing and, when
-something is, to install it, and turns its answers into a result, a diff and error messages.
-The boundaries are injected: ``docker_exec(command, data) -> (rc, stdout, stderr)``,
-``read_file(path) -> str`` for the CA bundle on the host, and ``warn(text)``.
+The work inside the container is done by _agent_pip.py, sent through the docker CLI seam's agent
+protocol (_docker_cli.DockerCli.call_agent, the same way sglang_server sends its agent).
+PackagesManager asks it what is missing and, when something is, to install it, and turns its
+answers into a result, a diff and error messages. The boundaries are injected: ``docker`` (a
+DockerCli), ``read_file(path) -> str`` for the CA bundle on the host, and ``warn(text)``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _pip
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import agent_stdin, container_problem
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_pip
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
+    ContainerMissing,
+    ModuleFailure,
+    agent_stdin,
+)
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import MASK, mask_text
 
 _USERINFO = re.compile(r"//([^/@\s]+)@")
@@ -31,7 +33,7 @@ _REQUEST_FIELDS = ("index_url", "extra_index_urls", "http_proxy", "https_proxy",
 
 def helper_stdin(payload):
     """Source sent to ``python3 -`` in the container: the pip helper plus one call with PAYLOAD."""
-    return agent_stdin(_pip, payload)
+    return agent_stdin(_agent_pip, payload)
 
 
 def proxy_secrets(params):
@@ -60,12 +62,12 @@ def validate(params):
     """Problems with the options, as the packages role's variables name them; [] when fine."""
     problems = []
     try:
-        _pip.parse_requirements(params.get("requirements"))
-    except _pip.PipError as exc:
+        _agent_pip.parse_requirements(params.get("requirements"))
+    except _agent_pip.PipError as exc:
         problems.append(str(exc))
     try:
-        _pip.validate_extra_args(params.get("extra_args"))
-    except _pip.PipError as exc:
+        _agent_pip.validate_extra_args(params.get("extra_args"))
+    except _agent_pip.PipError as exc:
         problems.append(str(exc))
     return problems
 
@@ -97,66 +99,34 @@ def diff(changes, container, would_install=()):
             "after_header": "%s: would install" % container}
 
 
-class PackagesError(Exception):
-    """A failure to report with fail_json: ``msg`` plus result fields."""
-
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
-
-
-class ContainerMissing(PackagesError):
-    """The container does not exist (yet)."""
+class PackagesError(ModuleFailure):
+    """A packages failure that is not the docker CLI's (settings, the CA bundle)."""
 
 
 class PackagesManager:
     """Install what is missing of ``requirements`` in one container; report what changed."""
 
-    def __init__(self, params, docker_exec, read_file, check_mode=False, want_diff=False,
+    def __init__(self, params, docker, read_file, check_mode=False, want_diff=False,
                  warn=None):
         self.p = params
-        self.docker_exec = docker_exec
+        self.docker = docker
         self.read_file = read_file
         self.check_mode = check_mode
         self.want_diff = want_diff
         self.warn = warn or (lambda text: None)
         self.secrets = proxy_secrets(params)
-        self.where = "container %s on %s" % (params["container"], params["docker_host"])
 
     def fail(self, text, cls=PackagesError, **result):
         raise cls("Host %s: %s" % (self.p["host"], redact(text, self.secrets)),
                   **redact(result, self.secrets))
 
     def helper(self, request):
-        rc, out, err = self.docker_exec([self.p["python"], "-"], helper_stdin(request))
-        answer = None
-        for line in reversed((out or "").strip().splitlines()):
-            try:
-                answer = json.loads(line)
-                break
-            except ValueError:
-                continue
-        if isinstance(answer, dict):
-            if "error" in answer:
-                self.fail(answer["error"], **{k: v for k, v in answer.items() if k != "error"})
-            return answer
-        text = (err or out or "").strip()
-        problem = container_problem(text)
-        if problem == "missing":
-            self.fail("%s does not exist: run the container role first (sglang_container_name "
-                      "names it)" % self.where, ContainerMissing, detail=text)
-        if problem == "not running":
-            self.fail("%s is not running: start it with the container role first" % self.where,
-                      detail=text)
-        if problem == "daemon unreachable":
-            self.fail("cannot reach the Docker daemon at %s (sglang_docker_host): %s"
-                      % (self.p["docker_host"], text))
-        if "executable file not found" in text or "No such file or directory" in text:
-            self.fail("%s has no %s; set sglang_packages_python to the image's Python: %s"
-                      % (self.where, self.p["python"], text))
-        self.fail("the pip helper failed in %s (rc %s): %s"
-                  % (self.where, rc, text[-2000:] or "no output"))
+        try:
+            return self.docker.call_agent(self.p["container"], self.p["python"], _agent_pip, request,
+                                          what="the pip helper", python_name="sglang_packages_python",
+                                          secrets=self.secrets)
+        except ModuleFailure as exc:
+            self.fail(exc.msg, type(exc), **exc.result)
 
     def ca_pem(self):
         path = self.p.get("ca_bundle")

@@ -8,8 +8,8 @@
 Pure parts: input validation, argv building, spec hashing, probe interpretation, the deadline
 and the wait loop (clock and sleep injected), log tail formatting, secret scrubbing, and the
 parsing of /proc for "who holds this port". ServerManager ties them to three boundaries that
-the caller injects: ``docker_exec(command, data)``, ``http(method, url, timeout, headers,
-body)`` and the clocks.
+the caller injects: ``docker`` (the docker CLI seam, _docker_cli.DockerCli), ``http(method, url,
+timeout, headers, body)`` and the clocks.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ import shlex
 import signal
 import socket
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _server_helper
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import agent_stdin, container_problem
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_server
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
+    ContainerUnavailable,
+    ModuleFailure,
+    agent_stdin,
+)
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import mask_text, scrub
 
 PROBES = ("health", "health_generate", "generate")
@@ -118,7 +122,7 @@ def launch_env(env):
 
 
 def config_path(state_dir):
-    return os.path.join(state_dir, _server_helper.CONFIG_FILE)
+    return os.path.join(state_dir, _agent_server.CONFIG_FILE)
 
 
 def build_argv(params):
@@ -420,35 +424,26 @@ def describe_owner(owner):
 
 def helper_stdin(payload):
     """Source sent to ``python3 -`` in the container: the agent plus one call with the payload."""
-    return agent_stdin(_server_helper, payload)
+    return agent_stdin(_agent_server, payload)
 
 
-class ServerError(Exception):
-    """A failure to report with fail_json: ``msg`` plus result fields."""
-
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
-
-
-class ContainerUnavailable(ServerError):
-    """The container is missing or not running."""
+class ServerError(ModuleFailure):
+    """A server failure that is not the docker CLI's (port taken, died, not ready in time)."""
 
 
 class ServerManager:
     """Bring the server in one container to the wanted state (started, stopped, restarted).
 
-    Boundaries are injected: ``docker_exec(command, data) -> (rc, stdout, stderr)`` runs a
-    command in the container, ``http(method, url, timeout, headers, data) -> HttpResult``,
+    Boundaries are injected: ``docker`` runs the agent in the container (``call_agent`` of
+    _docker_cli.DockerCli), ``http(method, url, timeout, headers, data) -> HttpResult``,
     ``port_owners(port, host) -> (owners, problems)``, and the clocks ``clock`` (monotonic),
     ``wall`` (epoch) and ``sleep``.
     """
 
-    def __init__(self, params, docker_exec, http, port_owners, clock, wall, sleep,
+    def __init__(self, params, docker, http, port_owners, clock, wall, sleep,
                  check_mode=False, diff=False, warn=None):
         self.p = params
-        self.docker_exec = docker_exec
+        self.docker = docker
         self.http = http
         self.port_owners = port_owners
         self.clock = clock
@@ -463,35 +458,12 @@ class ServerManager:
 
     # ---- container agent
 
-    def agent(self, op, **extra):
+    def agent(self, op, timeout=None, **extra):
         payload = {"op": op, "state_dir": self.p["state_dir"], "log_path": self.p["log_path"]}
         payload.update(extra)
-        rc, out, err = self.docker_exec([self.p["python"], "-", op], helper_stdin(payload))
-        answer = None
-        for line in reversed((out or "").strip().splitlines()):
-            try:
-                answer = json.loads(line)
-                break
-            except ValueError:
-                continue
-        where = "container %s" % self.p["container"]
-        if answer is None:
-            text = mask_text((err or out or "").strip(), self.secrets)
-            problem = container_problem(text)
-            if problem == "missing":
-                raise ContainerUnavailable("%s does not exist on %s: run the container role first"
-                                           % (where, self.p["docker_host"]), detail=text)
-            if problem == "not running":
-                raise ContainerUnavailable("%s is not running on %s: start it (container role) first"
-                                           % (where, self.p["docker_host"]), detail=text)
-            if problem == "daemon unreachable":
-                raise ServerError("cannot reach the Docker daemon at %s: %s" % (self.p["docker_host"], text))
-            if "executable file not found" in text or "No such file or directory" in text:
-                raise ServerError("%s has no %s (option python): %s" % (where, self.p["python"], text))
-            raise ServerError("the %s step in %s failed (rc %s): %s" % (op, where, rc, text or "no output"))
-        if "error" in answer:
-            raise ServerError("the %s step in %s failed: %s" % (op, where, mask_text(answer["error"], self.secrets)))
-        return answer
+        return self.docker.call_agent(self.p["container"], self.p["python"], _agent_server, payload,
+                                      args=[op], what="the %s step" % op, timeout=timeout,
+                                      python_name="sglang_server_python", secrets=self.secrets)
 
     def status(self, log_lines=0, always_tail=False):
         return self.agent("status", log_lines=log_lines, always_tail=always_tail)
@@ -553,7 +525,9 @@ class ServerManager:
         stop_timeout = float(self.p["stop_timeout"])
         if self.deadline is not None:
             stop_timeout = max(1.0, min(stop_timeout, self.deadline.remaining()))
-        result = self.agent("stop", stop_timeout=stop_timeout)
+        # the agent waits up to stop_timeout for SIGTERM to work before its SIGKILL
+        result = self.agent("stop", timeout=self.p["exec_timeout"] + int(stop_timeout) + 1,
+                            stop_timeout=stop_timeout)
         if result["remaining"]:
             raise ServerError("processes of the server in container %s are still alive after SIGKILL: %s; "
                               "they may hold GPU memory, check them with ps inside the container"
@@ -599,7 +573,7 @@ class ServerManager:
             raise ServerError(message, exit_status=exit_code(rc), log_tail=tail, **base)
         try:
             tail = self.tail(self.status(log_lines=self.p["log_lines"], always_tail=True).get("log_tail"))
-        except ServerError:
+        except ModuleFailure:
             tail = []
         if outcome.status == "fatal":
             raise ServerError("sglang server in container %s cannot be probed: %s. %s"
@@ -670,7 +644,7 @@ class ServerManager:
                               msg="%s the server (not waiting): %s" % (action, reason))
                 return result
             outcome = self.wait(launched["pid"])
-        except ServerError as exc:
+        except ModuleFailure as exc:
             # Whatever happened after a stop or a launch, the host did change.
             if "stopped" in result or "pid" in result:
                 for key in ("changed", "action", "reason", "command", "spec_hash", "stopped", "diff"):

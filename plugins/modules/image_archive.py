@@ -73,50 +73,11 @@ size:
   type: int
 """
 
-import hashlib
-import json
 import os
-import re
-import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-
-def file_sha256(path, chunk=4 * 1024 * 1024):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(chunk)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def archive_repo_tags(path):
-    """RepoTags from manifest.json (docker save) or ref annotations from index.json (OCI)."""
-    tags = []
-    with tarfile.open(path, "r:*") as archive:
-        for member in archive:
-            if member.name.lstrip("./") == "manifest.json":
-                for entry in json.load(archive.extractfile(member)) or []:
-                    tags.extend(entry.get("RepoTags") or [])
-            elif member.name.lstrip("./") == "index.json":
-                index = json.load(archive.extractfile(member)) or {}
-                for manifest in index.get("manifests") or []:
-                    name = (manifest.get("annotations") or {}).get("io.containerd.image.name")
-                    if name:
-                        tags.append(name)
-    return sorted(set(familiar(tag) for tag in tags))
-
-
-def familiar(ref):
-    """docker.io/library/ubuntu:22.04 -> ubuntu:22.04, as Docker shows references."""
-    if ref.startswith("docker.io/"):
-        ref = ref[len("docker.io/"):]
-    if ref.startswith("library/") and ref.count("/") == 1:
-        ref = ref[len("library/"):]
-    return ref
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._image_archive import ArchiveError, verify
 
 
 def main():
@@ -130,35 +91,11 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    host = p["host"] or os.uname()[1]
-    expected = p["sha256"].strip().lower()
-    if expected.startswith("sha256:"):
-        expected = expected[len("sha256:"):]
-    if not re.match(r"^[0-9a-f]{64}$", expected):
-        module.fail_json(msg="Host %s: sglang_container_image_archive_sha256=%r is not a sha256 (64 "
-                             "hex digits)" % (host, p["sha256"]))
-    if not os.path.isfile(p["path"]):
-        module.fail_json(msg="Host %s: image archive %s does not exist on the host" % (host, p["path"]))
-    actual = file_sha256(p["path"])
-    if actual != expected:
-        module.fail_json(
-            msg="Host %s: image archive %s has sha256 %s but sglang_container_image_archive_sha256 "
-                "is %s; the archive is corrupt or not the intended one. Nothing was loaded and the "
-                "image already on the host, if any, is untouched." % (host, p["path"], actual, expected),
-            sha256=actual)
     try:
-        tags = archive_repo_tags(p["path"])
-    except (tarfile.TarError, OSError, ValueError) as exc:
-        module.fail_json(msg="Host %s: image archive %s matches its sha256 but is not a readable "
-                             "image tarball (docker save output): %s" % (host, p["path"], exc),
-                         sha256=actual)
-    if p["image"] and familiar(p["image"]) not in tags:
-        module.fail_json(
-            msg="Host %s: image archive %s carries %s, not %s; set sglang_image to the reference "
-                "the archive was saved with (or re-save it with that tag). Nothing was loaded."
-                % (host, p["path"], ", ".join(tags) or "no image reference", p["image"]),
-            sha256=actual, repo_tags=tags)
-    module.exit_json(changed=False, sha256=actual, repo_tags=tags, size=os.path.getsize(p["path"]))
+        result = verify(p["path"], p["sha256"], p["image"], p["host"] or os.uname()[1])
+    except ArchiveError as exc:
+        module.fail_json(msg=exc.msg, **exc.result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -32,14 +32,6 @@ description:
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
 options:
-  container:
-    description: Name or id of the running SGLang container.
-    type: str
-    required: true
-  docker_host:
-    description: Docker daemon to talk to, passed as C(docker --host).
-    type: str
-    default: unix:///var/run/docker.sock
   host:
     description: Address of the SGLang server as seen from inside the container.
     type: str
@@ -83,10 +75,6 @@ options:
         values do not appear in the docker command line.
     type: dict
     default: {}
-  python:
-    description: Python interpreter inside the container.
-    type: str
-    default: python3
   tiers:
     description:
       - The benchmark tiers, run in order.
@@ -133,10 +121,12 @@ options:
     type: bool
     default: true
 notes:
-  - Needs the docker CLI and coreutils C(timeout) on the host, and C(timeout) inside the
-    container (present in the SGLang ROCm images).
+  - Needs coreutils C(timeout) inside the container too (present in the SGLang ROCm images).
+  - O(exec_timeout) limits the short calls (C(mkdir), C(rm), C(cat)); each tier run has its own
+    limit, O(timeout) or the tier's, inside the container and (60 s later) around the docker CLI.
   - The module always reports C(changed), since it runs a benchmark and writes result files.
 extends_documentation_fragment:
+  - sglang_rocm.fleet.docker_exec
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -237,6 +227,7 @@ failed_tiers:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import DockerCli, exec_argument_spec
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._bench import (
     BenchSpecError,
     plan_run,
@@ -248,8 +239,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._bench import (
 
 def argument_spec():
     return dict(
-        container=dict(type="str", required=True),
-        docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+        exec_argument_spec(),
         host=dict(type="str", default="127.0.0.1"),
         port=dict(type="int", default=30000),
         model=dict(type="str", required=True),
@@ -257,7 +247,6 @@ def argument_spec():
         api_key=dict(type="str", no_log=True),
         offline=dict(type="bool", default=False),
         env=dict(type="dict", default={}),
-        python=dict(type="str", default="python3"),
         tiers=dict(type="list", elements="dict", required=True),
         extra_args=dict(type="list", elements="str", default=[]),
         timeout=dict(type="int", default=3600),
@@ -276,8 +265,8 @@ def main():
                                default_timeout=p["timeout"], extra_args=p["extra_args"])
     except BenchSpecError as exc:
         module.fail_json(msg=str(exc))
-    params = dict(p, docker=module.get_bin_path("docker", required=True),
-                  timeout_bin=module.get_bin_path("timeout", required=True))
+    docker = DockerCli(module, p["docker_host"], p["exec_timeout"])
+    params = dict(p, docker=docker.bin, timeout_bin=docker.timeout_bin)
     plan = plan_run(params, specs)
     commands = [dict(tier=t["name"], reset=t["reset"], prime=t["prime"], run=t["run"],
                      read=t["read"]) for t in plan["tiers"]]
@@ -287,7 +276,7 @@ def main():
         module.exit_json(**result)
 
     def run(argv, env):
-        return module.run_command(argv, environ_update=env or {})
+        return docker.run(argv, env=env)[:3]
 
     secrets = [p["api_key"]] + list(plan["env"].values())
     records = run_plan(plan, run, secrets=[s for s in secrets if s])

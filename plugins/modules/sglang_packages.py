@@ -29,18 +29,9 @@ description:
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
 requirements:
-  - The docker CLI on the host, and a running container.
-  - Python 3.8 or later with pip inside the container (O(python)); C(pip install --dry-run) (pip
-    22.2 or later) for check mode to list versions.
+  - Python 3.8 or later with pip inside the container (O(python), whose C(python -m pip) is
+    used); C(pip install --dry-run) (pip 22.2 or later) for check mode to list versions.
 options:
-  container:
-    description: Name or ID of the running container to install into.
-    type: str
-    required: true
-  docker_host:
-    description: Docker daemon to use, passed to the docker CLI as C(--host).
-    type: str
-    default: unix:///var/run/docker.sock
   requirements:
     description:
       - Requirements, names with optional version specifiers (C(tiktoken==0.14.0),
@@ -55,10 +46,6 @@ options:
         packages role uses it to copy an offline wheelhouse to the host only when needed.
     type: bool
     default: true
-  python:
-    description: Interpreter inside the container whose pip is used (C(python -m pip)).
-    type: str
-    default: python3
   index_url:
     description: Package index (C(--index-url)); empty keeps the image's pip configuration or PyPI.
     type: str
@@ -133,6 +120,7 @@ attributes:
   platform:
     platforms: posix
 extends_documentation_fragment:
+  - sglang_rocm.fleet.docker_exec
   - ansible.builtin.action_common_attributes
 notes:
   - The in-container pip helper writes temporary files (constraints, CA bundle) in the
@@ -227,20 +215,19 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import DockerCli
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._packages import (
-    PackagesError,
-    PackagesManager,
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
+    DockerCli,
+    ModuleFailure,
+    exec_argument_spec,
 )
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._packages import PackagesManager
 
 
 def argument_spec():
     return dict(
-        container=dict(type="str", required=True),
-        docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+        exec_argument_spec(),
         requirements=dict(type="list", elements="str", required=True),
         install=dict(type="bool", default=True),
-        python=dict(type="str", default="python3"),
         index_url=dict(type="str", default=""),
         extra_index_urls=dict(type="list", elements="str", default=[]),
         ca_bundle=dict(type="path"),
@@ -264,16 +251,12 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = dict(module.params)
     params["host"] = params["host"] or platform.node()
-    docker = DockerCli(module, params["docker_host"])
-
-    def docker_exec(command, data):
-        return docker.exec(params["container"], command, data=data)
-
-    manager = PackagesManager(params, docker_exec, read_text, check_mode=module.check_mode,
+    docker = DockerCli(module, params["docker_host"], params["exec_timeout"])
+    manager = PackagesManager(params, docker, read_text, check_mode=module.check_mode,
                               want_diff=module._diff, warn=module.warn)
     try:
         result = manager.run()
-    except PackagesError as exc:
+    except ModuleFailure as exc:
         module.fail_json(msg=exc.msg, **exc.result)
     module.exit_json(**result)
 

@@ -32,17 +32,9 @@ description:
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
 requirements:
-  - The docker CLI on the host, and a running container with host networking.
-  - A Python 3 interpreter (O(python)) inside the container.
+  - Host networking for the container, and a Python 3 interpreter (O(python)) inside it, which
+    runs the server and the module's agent.
 options:
-  container:
-    description: Name or ID of the running container the server runs in.
-    type: str
-    required: true
-  docker_host:
-    description: Docker daemon to use, passed to the docker CLI as C(--host).
-    type: str
-    default: unix:///var/run/docker.sock
   state:
     description:
       - V(started) launches the server unless one with the same spec is alive, then waits
@@ -116,10 +108,6 @@ options:
     type: list
     elements: str
     default: []
-  python:
-    description: Python interpreter inside the container. It runs the server and the module's agent.
-    type: str
-    default: python3
   launch_module:
     description: Python module that starts the server (C(python3 -m <launch_module>)).
     type: str
@@ -193,6 +181,7 @@ attributes:
   platform:
     platforms: posix
 extends_documentation_fragment:
+  - sglang_rocm.fleet.docker_exec
   - ansible.builtin.action_common_attributes
 notes:
   - The module does not use Ansible's async polling. Readiness is seen at most O(sleep) seconds
@@ -353,10 +342,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker import DockerCli
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
+    DockerCli,
+    ModuleFailure,
+    exec_argument_spec,
+)
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._http import build_opener, request
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._server import (
-    ServerError,
     ServerManager,
     find_port_owners,
     validate,
@@ -365,8 +357,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._server import (
 
 def argument_spec():
     return dict(
-        container=dict(type="str", required=True),
-        docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+        exec_argument_spec(),
         state=dict(type="str", default="started", choices=["started", "stopped", "restarted"]),
         model_path=dict(type="str"),
         tokenizer_path=dict(type="str", no_log=False),
@@ -379,7 +370,6 @@ def argument_spec():
         api_key=dict(type="str", no_log=True),
         env=dict(type="dict", default={}),
         extra_args=dict(type="list", elements="str", default=[]),
-        python=dict(type="str", default="python3"),
         launch_module=dict(type="str", default="sglang.launch_server"),
         log_path=dict(type="path", default="/var/log/sglang/server.log"),
         state_dir=dict(type="path", default="/run/sglang-server"),
@@ -404,21 +394,18 @@ def main():
     if problems:
         module.fail_json(msg="invalid input, nothing was launched: " + "; ".join(problems), problems=problems)
 
-    docker = DockerCli(module, params["docker_host"])
+    docker = DockerCli(module, params["docker_host"], params["exec_timeout"], clock=time.monotonic)
     opener = build_opener()
-
-    def docker_exec(command, data):
-        return docker.exec(params["container"], command, data=data)
 
     def http(method, url, timeout, headers, data):
         return request(url, method=method, timeout=timeout, headers=headers, data=data, opener=opener)
 
-    manager = ServerManager(params, docker_exec, http, find_port_owners,
+    manager = ServerManager(params, docker, http, find_port_owners,
                             clock=time.monotonic, wall=time.time, sleep=time.sleep,
                             check_mode=module.check_mode, diff=module._diff, warn=module.warn)
     try:
         result = manager.run()
-    except ServerError as exc:
+    except ModuleFailure as exc:
         module.fail_json(msg=exc.msg, **exc.result)
     module.exit_json(**result)
 

@@ -24,10 +24,11 @@ shim=$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py
 bundled=$("$venv/bin/python" -c 'import ansible_collections, os; print(os.path.dirname(list(ansible_collections.__path__)[-1]))')
 export ANSIBLE_COLLECTIONS_PATH="$tmp:$bundled"
 # ansible-test resolves other collections only inside the tested collection's own root, so the
-# import, validate-modules and ansible-doc tests see community.docker (whose module_utils and doc
-# fragment container_prepare uses) only when it sits next to ours.
+# import, validate-modules and ansible-doc tests see community.docker (whose API client
+# _docker_engine.py uses) only when it sits next to ours. COMMUNITY_DOCKER_PATH puts another line
+# there (`make compat`: 5.x); it comes first on the collections path, before the venv's 4.x.
 mkdir -p "$tmp/ansible_collections/community"
-cp -a "$bundled/ansible_collections/community/docker" "$tmp/ansible_collections/community/docker"
+cp -a "${COMMUNITY_DOCKER_PATH:-$bundled/ansible_collections/community/docker}" "$tmp/ansible_collections/community/docker"
 # --python 3.11 --local: the controller's interpreter, no containers (none are reachable here).
 # SANITY_ARGS is split into words on purpose (e.g. SANITY_ARGS="--test pylint --test pep8").
 # shellcheck disable=SC2086

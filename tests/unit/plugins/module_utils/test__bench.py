@@ -147,8 +147,12 @@ def test_recipe_low_tier_argv():
         "--request-rate", "inf", "--seed", "1", "--warmup-requests", "1",
         "--output-file", "/tmp/sglang-bench/r1/low.jsonl",
     ]
-    assert plan["prepare"] == ["/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec",
+    # the short calls run under the docker CLI seam's limit (exec_timeout, 600 s by default)
+    assert plan["prepare"] == ["/usr/bin/timeout", "--kill-after=5", "600",
+                               "/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec",
                                "Kimi-linear", "mkdir", "-p", "--", "/tmp/sglang-bench/r1"]
+    assert _bench.plan_run(dict(PARAMS, exec_timeout=30), [spec()])["tiers"][0]["read"][:3] == [
+        "/usr/bin/timeout", "--kill-after=5", "30"]
     assert tier["reset"][-5:] == ["rm", "-f", "--", "/tmp/sglang-bench/r1/low.jsonl",
                                   "/tmp/sglang-bench/r1/low.prime.jsonl"]
     assert tier["read"][-3:] == ["cat", "--", "/tmp/sglang-bench/r1/low.jsonl"]

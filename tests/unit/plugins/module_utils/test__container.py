@@ -361,3 +361,30 @@ def test_command_must_be_a_list_of_strings():
     assert build(overrides={"command": "/bin/sh"})["command"] == ["/bin/sh"]
     with pytest.raises(C.SpecError, match="non-empty list"):
         build(overrides={"command": []})
+
+
+def test_extra_options_allow_list_matches_the_roles_docker_container_task():
+    """The role's community.docker.docker_container task passes every key of the spec
+    container_params() can build, each from the spec key of the same name, and nothing else; a
+    new EXTRA_OPTIONS entry without its task line (or the reverse) fails here."""
+    import os
+    import re
+    import yaml
+    tasks_file = os.path.join(os.path.dirname(C.__file__), "..", "..", "roles", "container", "tasks", "main.yml")
+    with open(tasks_file, encoding="utf-8") as handle:
+        tasks = yaml.safe_load(handle)
+    [task] = [t for t in tasks if "community.docker.docker_container" in t]
+    passed = {}
+    for key, value in task["community.docker.docker_container"].items():
+        match = re.match(r"^\{\{ _sglang_container_spec\.(\w+)( \| default\(omit\))? \}\}$", str(value))
+        if match:
+            assert match.group(1) == key, "%s reads _sglang_container_spec.%s" % (key, match.group(1))
+            passed[key] = bool(match.group(2))
+    optional = {key for key, omittable in passed.items() if omittable}
+    # labels are always passed (the collection adds its own), the rest of the allow-list only when set
+    assert optional - {"shm_size", "ulimits"} == set(C.EXTRA_OPTIONS) - {"labels"}
+    assert "labels" in passed and not passed["labels"]
+    extra = {key: "x" for key in C.EXTRA_OPTIONS if key != "labels"}
+    flags = C.profile_flags("hardened")  # the profile that sets shm_size and ulimits
+    params = C.container_params("n", "img:1", flags, [], [], extra_options=extra, profile="hardened")
+    assert set(params) == set(passed)

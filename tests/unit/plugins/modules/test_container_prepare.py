@@ -163,10 +163,10 @@ def test_bad_image_reference_fails_with_the_variable_name(host):
 
 
 def test_hardened_groups_use_host_gids(host):
-    with mock.patch.object(container_prepare, "gid_of", {"video": 44, "render": 110}.get):
+    with mock.patch.object(C, "gid_of", {"video": 44, "render": 110}.get):
         result = run(args(host, profile="hardened"))
     assert result["container"]["groups"] == ["44", "110"]
-    with mock.patch.object(container_prepare, "gid_of", {"video": 44}.get):
+    with mock.patch.object(C, "gid_of", {"video": 44}.get):
         result = run(args(host, profile="hardened"))
     assert result["container"]["groups"] == ["44"]
     assert any("'render' does not exist" in w for w in warnings(result))

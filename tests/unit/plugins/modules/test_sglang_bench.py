@@ -92,18 +92,20 @@ def test_runs_every_tier_and_returns_records(tmp_path):
                           fixture("jsonl_0.5.7_medium.jsonl"))}
     result, calls = run_module(base_args(tmp_path, api_key=KEY), host_answers(outputs))
     assert result["_rc"] == 0 and result["changed"] is True
+    short = ["/usr/bin/timeout", "--kill-after=5", "600",
+             "/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec", "Kimi-linear"]
     assert [c[0] for c in calls] == [
-        ["/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec", "Kimi-linear",
-         "mkdir", "-p", "--", "/tmp/sglang-bench/r1"],
-        ["/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec", "Kimi-linear",
-         "rm", "-f", "--", "/tmp/sglang-bench/r1/low.jsonl", "/tmp/sglang-bench/r1/low.prime.jsonl"],
+        short + ["mkdir", "-p", "--", "/tmp/sglang-bench/r1"],
+        short + ["rm", "-f", "--", "/tmp/sglang-bench/r1/low.jsonl", "/tmp/sglang-bench/r1/low.prime.jsonl"],
         RECIPE_LOW,
-        ["/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec", "Kimi-linear",
-         "cat", "--", "/tmp/sglang-bench/r1/low.jsonl"],
+        short + ["cat", "--", "/tmp/sglang-bench/r1/low.jsonl"],
         calls[4][0], calls[5][0], calls[6][0],
     ]
     assert len(calls) == 7
-    assert calls[2][1] == {"OPENAI_API_KEY": KEY}
+    # every docker CLI call runs with the C locale; the key only by name, its value in the environment
+    c_locale = {"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"}
+    assert calls[2][1] == dict(c_locale, OPENAI_API_KEY=KEY)
+    assert all(call[1] == c_locale for i, call in enumerate(calls) if i not in (2, 5))
     assert calls[5][0][calls[5][0].index("--num-prompts") + 1] == "80"
     assert [r["tier"] for r in result["records"]] == ["low", "medium"]
     low, medium = result["records"]

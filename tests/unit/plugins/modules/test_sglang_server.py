@@ -1,25 +1,21 @@
 """sglang_server: the real main() with injected args. Only the boundary is mocked: the docker
-CLI (AnsibleModule.run_command), the urllib opener, /proc port lookups and time."""
+CLI (AnsibleModule.run_command, the fake_docker of conftest.py), the urllib opener, /proc port
+lookups and time."""
 
-import base64
 import collections
 import io
 import json
-import re
 import urllib.error
 from unittest import mock
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _server
 from ansible_collections.sglang_rocm.fleet.plugins.modules import sglang_server
 
-DOCKER = "/usr/bin/docker"
 KEY = "sk-unit-secret-42"
-BASE = ["/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec", "-i", "Kimi-linear", "python3", "-"]
+BASE = ["/usr/bin/timeout", "--kill-after=5", "600",
+        "/usr/bin/docker", "--host", "unix:///var/run/docker.sock", "exec", "-i", "Kimi-linear", "python3", "-"]
 
 
 def args(**extra):
@@ -52,7 +48,6 @@ STOPPED = {"was_running": True, "signalled": [[4241, "python3"], [4242, "python3
 
 
 Request = collections.namedtuple("Request", "method url headers body timeout")
-Exec = collections.namedtuple("Exec", "argv payload")
 
 
 class FakeTime:
@@ -81,22 +76,19 @@ class Boundary:
         self.http = list(http or [])
         self.owners = owners or []
         self.http_cost = http_cost
-        self.exec_calls = []  # Exec
+        self.docker = None  # conftest's FakeDocker, set by run_module
         self.requests = []  # Request
         self.port_checks = []
         self.clock = FakeTime()
 
     # ---- docker CLI
 
-    def run_command(self, module, argv, data=None, environ_update=None, **kwargs):
-        assert environ_update == {"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"}
-        match = re.search(r"raise SystemExit\(main\('([A-Za-z0-9+/=]+)'\)\)\n$", data or "")
-        payload = json.loads(base64.b64decode(match.group(1))) if match else None
-        self.exec_calls.append(Exec(argv, payload))
-        answer = self.agent[argv[-1]].pop(0)
-        if isinstance(answer, tuple):
-            return answer
-        return (1 if "error" in answer else 0), json.dumps(answer) + "\n", ""
+    def answer(self, call):
+        return self.agent[call.argv[-1]].pop(0)
+
+    @property
+    def exec_calls(self):
+        return self.docker.calls if self.docker else []
 
     def ops(self):
         return [call.argv[-1] for call in self.exec_calls]
@@ -130,46 +122,24 @@ INFO = (200, json.dumps({"api_key": KEY, "tp_size": 4, "max_total_num_tokens": 1
                          "version": "0.5.7"}).encode())
 
 
-def run_module(module_args, boundary, check_mode=False, diff=False, capsys=None):
-    module_args = dict(module_args)
-    if check_mode:
-        module_args["_ansible_check_mode"] = True
-    if diff:
-        module_args["_ansible_diff"] = True
-    opener = mock.MagicMock()
-    opener.open.side_effect = boundary.open
-
-    def run_command(self, argv, **kwargs):
-        return boundary.run_command(self, argv, **kwargs)
-
-    # ansible-core 2.19 drops module warnings from the result once controller code has been
-    # imported in the same process (other tests do that), so record them at the source.
-    warnings = []
-
-    def warn(self, warning):
-        warnings.append(warning)
-
-    with patch_module_args(module_args), \
-            mock.patch.object(basic.AnsibleModule, "warn", warn), \
-            mock.patch.object(basic.AnsibleModule, "run_command", run_command), \
-            mock.patch.object(basic.AnsibleModule, "get_bin_path", return_value=DOCKER), \
-            mock.patch.object(sglang_server, "build_opener", return_value=opener), \
-            mock.patch.object(sglang_server, "find_port_owners", boundary.find_port_owners), \
-            mock.patch.object(sglang_server, "time", boundary.clock):
-        with pytest.raises(SystemExit) as exc:
-            sglang_server.main()
-    out = capsys.readouterr().out
-    result = json.loads(out)
-    result["_rc"] = exc.value.code
-    result["_raw"] = out
-    result["_warnings"] = warnings
-    return result
+@pytest.fixture
+def run_module(fake_docker, run_main, capsys):
+    def run(module_args, boundary, check_mode=False, diff=False):
+        opener = mock.MagicMock()
+        opener.open.side_effect = boundary.open
+        boundary.docker = fake_docker(boundary.answer)
+        patches = (mock.patch.object(sglang_server, "build_opener", return_value=opener),
+                   mock.patch.object(sglang_server, "find_port_owners", boundary.find_port_owners),
+                   mock.patch.object(sglang_server, "time", boundary.clock))
+        return run_main(sglang_server.main, module_args, boundary.docker, capsys, check_mode=check_mode,
+                        diff=diff, patches=patches)
+    return run
 
 
-def test_fresh_start_launches_once_and_waits_for_health(capsys):
+def test_fresh_start_launches_once_and_waits_for_health(run_module):
     boundary = Boundary(agent={"status": [ABSENT, running(None, 5151)], "launch": [LAUNCHED]},
                         http=[REFUSED, H503, H200, INFO])
-    result = run_module(args(api_key=KEY), boundary, capsys=capsys)
+    result = run_module(args(api_key=KEY), boundary)
     assert result["_rc"] == 0 and result["changed"] is True
     assert (result["action"], result["reason"], result["pid"]) == ("started", "no server was running", 5151)
     # docker: status, launch, then one liveness check while the port was closed (503 needs none)
@@ -202,10 +172,10 @@ def test_fresh_start_launches_once_and_waits_for_health(capsys):
     assert all(KEY not in " ".join(call.argv) for call in boundary.exec_calls)
 
 
-def test_same_spec_alive_and_healthy_is_left_alone(capsys):
+def test_same_spec_alive_and_healthy_is_left_alone(run_module):
     module_args = args()
     boundary = Boundary(agent={"status": [running(wanted(module_args))]}, http=[H200, INFO])
-    result = run_module(module_args, boundary, diff=True, capsys=capsys)
+    result = run_module(module_args, boundary, diff=True)
     assert result["changed"] is False and result["action"] == "none" and result["pid"] == 4242
     assert boundary.ops() == ["status"]
     assert len(boundary.requests) == 2 and boundary.port_checks == []
@@ -213,20 +183,20 @@ def test_same_spec_alive_and_healthy_is_left_alone(capsys):
     assert result["attempts"] == 1 and boundary.clock.sleeps == []
 
 
-def test_same_spec_still_loading_is_waited_for_without_restart(capsys):
+def test_same_spec_still_loading_is_waited_for_without_restart(run_module):
     module_args = args()
     boundary = Boundary(agent={"status": [running(wanted(module_args))]}, http=[H503, H503, H200, INFO])
-    result = run_module(module_args, boundary, capsys=capsys)
+    result = run_module(module_args, boundary)
     assert result["changed"] is False and result["attempts"] == 3
     assert boundary.ops() == ["status"]
 
 
-def test_changed_spec_restarts_with_a_diff_of_the_command_lines(capsys):
+def test_changed_spec_restarts_with_a_diff_of_the_command_lines(run_module):
     old = wanted(args())
     new_args = args(extra_args=["--mem-fraction-static", "0.85"])
     boundary = Boundary(agent={"status": [running(old)], "stop": [STOPPED], "launch": [LAUNCHED]},
                         http=[H200, INFO])
-    result = run_module(new_args, boundary, diff=True, capsys=capsys)
+    result = run_module(new_args, boundary, diff=True)
     assert result["changed"] is True and result["action"] == "restarted"
     assert result["reason"] == "the launch spec changed"
     assert boundary.ops() == ["status", "stop", "launch"]
@@ -237,58 +207,58 @@ def test_changed_spec_restarts_with_a_diff_of_the_command_lines(capsys):
     assert result["stopped"]["signalled"] == STOPPED["signalled"]
 
 
-def test_restarted_always_restarts(capsys):
+def test_restarted_always_restarts(run_module):
     module_args = args(state="restarted")
     boundary = Boundary(agent={"status": [running(wanted(module_args))], "stop": [STOPPED], "launch": [LAUNCHED]},
                         http=[H200, INFO])
-    result = run_module(module_args, boundary, capsys=capsys)
+    result = run_module(module_args, boundary)
     assert (result["changed"], result["action"], result["reason"]) == (True, "restarted", "state=restarted")
     assert boundary.ops() == ["status", "stop", "launch"]
 
 
-def test_check_mode_reports_the_restart_without_doing_it(capsys):
+def test_check_mode_reports_the_restart_without_doing_it(run_module):
     boundary = Boundary(agent={"status": [running(wanted(args()))]})
-    result = run_module(args(tp_size=2), boundary, check_mode=True, diff=True, capsys=capsys)
+    result = run_module(args(tp_size=2), boundary, check_mode=True, diff=True)
     assert result["changed"] is True and result["action"] == "restarted"
     assert result["msg"] == "would restart the server: the launch spec changed"
     assert boundary.ops() == ["status"] and boundary.requests == []
     assert "--tp-size 4" in result["diff"]["before"]["command"] and "--tp-size 2" in result["diff"]["after"]["command"]
 
 
-def test_check_mode_with_the_same_spec_probes_once_and_changes_nothing(capsys):
+def test_check_mode_with_the_same_spec_probes_once_and_changes_nothing(run_module):
     module_args = args()
     boundary = Boundary(agent={"status": [running(wanted(module_args))]}, http=[H503])
-    result = run_module(module_args, boundary, check_mode=True, capsys=capsys)
+    result = run_module(module_args, boundary, check_mode=True)
     assert result["changed"] is False and result["ready"] is False
     assert result["last_error"] == "/health: HTTP 503 (server still loading or warming up)"
     assert boundary.ops() == ["status"] and len(boundary.requests) == 1 and boundary.clock.sleeps == []
 
 
-def test_check_mode_before_the_container_exists_would_start(capsys):
+def test_check_mode_before_the_container_exists_would_start(run_module):
     missing = (1, "", "Error response from daemon: No such container: Kimi-linear\n")
     boundary = Boundary(agent={"status": [missing]})
-    result = run_module(args(), boundary, check_mode=True, capsys=capsys)
+    result = run_module(args(), boundary, check_mode=True)
     assert result["changed"] is True and result["action"] == "started"
     assert result["_warnings"] == [
-        "container Kimi-linear does not exist on unix:///var/run/docker.sock: run the container role first; "
-        "check mode assumes it will exist"]
+        "container Kimi-linear on unix:///var/run/docker.sock does not exist: run the container role first "
+        "(sglang_container_name names it); check mode assumes it will exist"]
 
 
-def test_missing_container_fails_clearly(capsys):
+def test_missing_container_fails_clearly(run_module):
     boundary = Boundary(agent={"status": [(1, "", "Error response from daemon: container abc is not running\n")]})
-    result = run_module(args(), boundary, capsys=capsys)
+    result = run_module(args(), boundary)
     assert result["failed"] is True
-    assert result["msg"] == ("container Kimi-linear is not running on unix:///var/run/docker.sock: start it "
-                             "(container role) first")
+    assert result["msg"] == ("container Kimi-linear on unix:///var/run/docker.sock is not running: start it "
+                             "with the container role first")
 
 
-def test_crash_during_load_fails_at_once_with_the_servers_words(capsys):
+def test_crash_during_load_fails_at_once_with_the_servers_words(run_module):
     dead = dict(running(None, 5151), alive=False, rc={"rc": 1, "at": 1.7e9},
                 log_tail=["Load weight begin", "\x1b[31mRuntimeError\x1b[0m: HIP out of memory",
                           "Initialization failed. Please see the error messages above."])
     boundary = Boundary(agent={"status": [ABSENT, running(None, 5151), dead], "launch": [LAUNCHED]},
                         http=[REFUSED, REFUSED])
-    result = run_module(args(timeout=1800, log_lines=2), boundary, capsys=capsys)
+    result = run_module(args(timeout=1800, log_lines=2), boundary)
     assert result["failed"] is True and result["changed"] is True and result["action"] == "started"
     assert result["msg"] == (
         "sglang server in container Kimi-linear died while starting, 0.7s after the module began: exit status 1. "
@@ -303,10 +273,10 @@ def test_crash_during_load_fails_at_once_with_the_servers_words(capsys):
     assert result["attempts"] == 2 and boundary.clock.sleeps == [0.5]
 
 
-def test_timeout_reports_elapsed_last_error_and_log_tail(capsys):
+def test_timeout_reports_elapsed_last_error_and_log_tail(run_module):
     tail = dict(running(None, 5151), log_tail=["Capture cuda graph begin. This can take up to several minutes."])
     boundary = Boundary(agent={"status": [ABSENT, tail], "launch": [LAUNCHED]}, http=[H503] * 10, http_cost=0.25)
-    result = run_module(args(timeout=2, sleep=0.5), boundary, capsys=capsys)
+    result = run_module(args(timeout=2, sleep=0.5), boundary)
     assert result["failed"] is True and result["changed"] is True
     assert result["elapsed"] == 2.0
     assert result["msg"] == (
@@ -321,10 +291,10 @@ def test_timeout_reports_elapsed_last_error_and_log_tail(capsys):
     assert result["attempts"] == 3
 
 
-def test_generate_probe_runs_one_real_generation(capsys):
+def test_generate_probe_runs_one_real_generation(run_module):
     boundary = Boundary(agent={"status": [ABSENT], "launch": [LAUNCHED]},
                         http=[H200, (200, b'{"text": " Paris", "meta_info": {}}'), INFO])
-    result = run_module(args(ready_probe="generate", api_key=KEY), boundary, capsys=capsys)
+    result = run_module(args(ready_probe="generate", api_key=KEY), boundary)
     assert result["changed"] is True
     post = boundary.requests[1]
     assert (post.method, post.url) == ("POST", "http://127.0.0.1:30000/generate")
@@ -333,10 +303,10 @@ def test_generate_probe_runs_one_real_generation(capsys):
                                      "sampling_params": {"max_new_tokens": 1, "temperature": 0}}
 
 
-def test_stopped_signals_the_group_and_reports(capsys):
+def test_stopped_signals_the_group_and_reports(run_module):
     module_args = {"container": "Kimi-linear", "state": "stopped"}
     boundary = Boundary(agent={"status": [running(wanted(args()))], "stop": [STOPPED]})
-    result = run_module(module_args, boundary, diff=True, capsys=capsys)
+    result = run_module(module_args, boundary, diff=True)
     assert result["changed"] is True and result["action"] == "stopped"
     assert result["msg"] == "stopped 3 process(es) with SIGTERM in 1.2s; none is left"
     assert result["exit_status"] == -15
@@ -345,25 +315,25 @@ def test_stopped_signals_the_group_and_reports(capsys):
     assert boundary.ops() == ["status", "stop"] and boundary.requests == []
 
 
-def test_stopped_when_nothing_runs_changes_nothing(capsys):
+def test_stopped_when_nothing_runs_changes_nothing(run_module):
     boundary = Boundary(agent={"status": [ABSENT]})
-    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary, capsys=capsys)
+    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary)
     assert (result["changed"], result["action"]) == (False, "none")
     assert boundary.ops() == ["status"]
 
 
-def test_stop_that_leaves_a_worker_fails(capsys):
+def test_stop_that_leaves_a_worker_fails(run_module):
     stuck = dict(STOPPED, killed=[[4243, "python3"]], remaining=[[4243, "python3"]])
     boundary = Boundary(agent={"status": [running(wanted(args()))], "stop": [stuck]})
-    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary, capsys=capsys)
+    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary)
     assert result["failed"] is True and result["changed"] is True
     assert result["msg"].startswith("processes of the server in container Kimi-linear are still alive after "
                                     "SIGKILL: python3 (pid 4243)")
 
 
-def test_bad_input_fails_before_touching_anything(capsys):
+def test_bad_input_fails_before_touching_anything(run_module):
     boundary = Boundary()
-    result = run_module(args(tp_size=8, gpu_count=4, extra_args=["--tp", "8"], port=0), boundary, capsys=capsys)
+    result = run_module(args(tp_size=8, gpu_count=4, extra_args=["--tp", "8"], port=0), boundary)
     assert result["failed"] is True
     assert result["problems"] == [
         "tp_size 8 is larger than the 4 GPU(s) preflight found on this host: lower tp_size (sglang_tp_size) "
@@ -375,10 +345,10 @@ def test_bad_input_fails_before_touching_anything(capsys):
     assert boundary.exec_calls == [] and boundary.requests == []
 
 
-def test_port_taken_by_another_process_is_named_before_launch(capsys):
+def test_port_taken_by_another_process_is_named_before_launch(run_module):
     owner = {"address": "0.0.0.0", "port": 30000, "pid": 777, "name": "nginx", "cmdline": "nginx -g daemon off;"}
     boundary = Boundary(agent={"status": [ABSENT]}, owners=[owner])
-    result = run_module(args(), boundary, capsys=capsys)
+    result = run_module(args(), boundary)
     assert result["failed"] is True
     assert result["msg"] == ("port 30000 is already taken on this host: nginx (pid 777: nginx -g daemon off;) listens "
                              "on 0.0.0.0:30000. Stop that process or choose another port (option port, role "
@@ -387,69 +357,92 @@ def test_port_taken_by_another_process_is_named_before_launch(capsys):
     assert boundary.ops() == ["status"]
 
 
-def test_shell_metacharacters_in_the_model_path_are_one_argument(capsys):
+def test_shell_metacharacters_in_the_model_path_are_one_argument(run_module):
     path = "/models/kimi; rm -rf / #$(reboot)`id`|&>"
     boundary = Boundary(agent={"status": [ABSENT], "launch": [LAUNCHED]}, http=[H200, INFO])
-    result = run_module(args(model_path=path), boundary, capsys=capsys)
+    result = run_module(args(model_path=path), boundary)
     argv = boundary.exec_calls[1].payload["argv"]
     assert argv[3:7] == ["--model-path", path, "--tokenizer-path", path]
     assert boundary.exec_calls[1].argv == BASE + ["launch"]
     assert "'/models/kimi; rm -rf / #$(reboot)`id`|&>'" in result["command"]
 
 
-def test_no_wait_returns_after_the_launch(capsys):
+def test_no_wait_returns_after_the_launch(run_module):
     boundary = Boundary(agent={"status": [ABSENT], "launch": [LAUNCHED]})
-    result = run_module(args(wait=False), boundary, capsys=capsys)
+    result = run_module(args(wait=False), boundary)
     assert result["changed"] is True and result["pid"] == 5151 and "ready_at" not in result
     assert boundary.ops() == ["status", "launch"] and boundary.requests == []
 
 
-def test_a_dead_previous_server_is_cleaned_up_and_replaced(capsys):
+def test_a_dead_previous_server_is_cleaned_up_and_replaced(run_module):
     old = dict(running(wanted(args()), 4242), alive=False, rc={"rc": -9}, members=[[4243, "python3"]])
     boundary = Boundary(agent={"status": [old], "stop": [dict(STOPPED, signalled=[[4243, "python3"]])],
                                "launch": [LAUNCHED]}, http=[H200, INFO])
-    result = run_module(args(), boundary, capsys=capsys)
+    result = run_module(args(), boundary)
     assert result["action"] == "started"
     assert result["reason"] == "the previous server is not running (killed by SIGKILL)"
     assert boundary.ops() == ["status", "stop", "launch"]
 
 
-def test_timeout_before_the_server_wrote_anything_says_the_log_is_empty(capsys):
+def test_timeout_before_the_server_wrote_anything_says_the_log_is_empty(run_module):
     boundary = Boundary(agent={"status": [ABSENT, dict(running(None, 5151), log_tail=[])], "launch": [LAUNCHED]},
                         http=[H503] * 10)
-    result = run_module(args(timeout=1, sleep=0.5), boundary, capsys=capsys)
+    result = run_module(args(timeout=1, sleep=0.5), boundary)
     assert result["msg"].endswith("raise timeout if it only needs longer. "
                                   "The log /var/log/sglang/server.log is empty so far.")
     assert result["log_tail"] == []
 
 
-def test_a_rejected_key_fails_at_once(capsys):
+def test_a_rejected_key_fails_at_once(run_module):
     boundary = Boundary(agent={"status": [ABSENT, running(None, 5151)], "launch": [LAUNCHED]},
                         http=[H200, (401, b'{"error": "Unauthorized"}')])
-    result = run_module(args(ready_probe="generate", api_key=KEY), boundary, capsys=capsys)
+    result = run_module(args(ready_probe="generate", api_key=KEY), boundary)
     assert result["failed"] is True and result["changed"] is True
     assert result["msg"].startswith("sglang server in container Kimi-linear cannot be probed: /generate: HTTP 401 "
                                     "(the server rejects the API key).")
     assert boundary.clock.sleeps == [] and KEY not in result["_raw"]
 
 
-def test_check_mode_stop_changes_nothing(capsys):
+def test_check_mode_stop_changes_nothing(run_module):
     boundary = Boundary(agent={"status": [running(wanted(args()))]})
-    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary, check_mode=True, capsys=capsys)
+    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary, check_mode=True)
     assert (result["changed"], result["action"], result["msg"]) == (True, "stopped", "would stop 3 process(es)")
     assert boundary.ops() == ["status"]
 
 
-def test_agent_errors_are_reported_with_the_container(capsys):
+def test_agent_errors_are_reported_with_the_container(run_module):
     busy = {"error": "a server started from /run/sglang-server is still running (pids 7); stop it first"}
     boundary = Boundary(agent={"status": [ABSENT], "launch": [busy]})
-    result = run_module(args(), boundary, capsys=capsys)
-    assert result["msg"] == ("the launch step in container Kimi-linear failed: a server started from "
-                             "/run/sglang-server is still running (pids 7); stop it first")
+    result = run_module(args(), boundary)
+    assert result["msg"] == ("the launch step in container Kimi-linear on unix:///var/run/docker.sock failed: "
+                             "a server started from /run/sglang-server is still running (pids 7); stop it first")
 
 
-def test_a_container_without_python_is_named(capsys):
+def test_a_container_without_python_is_named(run_module):
     no_python = 'OCI runtime exec failed: exec: "python3": executable file not found in $PATH: unknown\n'
     boundary = Boundary(agent={"status": [(126, "", no_python)]})
-    result = run_module(args(), boundary, capsys=capsys)
-    assert result["msg"].startswith("container Kimi-linear has no python3 (option python): OCI runtime exec failed")
+    result = run_module(args(), boundary)
+    assert result["msg"].startswith("container Kimi-linear on unix:///var/run/docker.sock has no python3; set "
+                                    "sglang_server_python to the image's Python: OCI runtime exec failed")
+
+
+def test_every_agent_call_has_a_time_limit_and_stop_gets_its_wait_on_top(run_module):
+    boundary = Boundary(agent={"status": [running(None)], "stop": [STOPPED]})
+    result = run_module({"container": "Kimi-linear", "state": "stopped", "exec_timeout": 20,
+                         "stop_timeout": 30}, boundary)
+    assert result["_rc"] == 0 and result["action"] == "stopped"
+    assert [call.argv[:3] for call in boundary.exec_calls] == [
+        ["/usr/bin/timeout", "--kill-after=5", "20"], ["/usr/bin/timeout", "--kill-after=5", "51"]]
+
+
+def test_an_agent_call_that_runs_out_of_time_is_named(run_module):
+    boundary = Boundary(agent={"status": [(124, "", "")]})
+
+    def slow(call):
+        boundary.clock.now += 600.0
+        return boundary.agent[call.argv[-1]].pop(0)
+    boundary.answer = slow
+    result = run_module(args(), boundary)
+    assert result["_rc"] == 1 and result["timed_out"] is True
+    assert result["msg"].startswith("the status step in container Kimi-linear on unix:///var/run/docker.sock "
+                                    "did not answer within 600 s (exec_timeout)")

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _server_helper
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_server
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._server import helper_stdin
 
 KEY = "sk-helper-test-1234"
@@ -170,9 +170,9 @@ def test_a_missing_interpreter_is_reported_and_recorded(box):
 def test_tail_and_secret_variants(tmp_path):
     path = tmp_path / "log"
     path.write_bytes(b"".join(b"line %d\n" % i for i in range(5000)) + b"caf\xc3\xa9 \xff")
-    assert _server_helper.tail(str(path), 3) == ["line 4998", "line 4999", "caf\u00e9 \ufffd"]
-    assert _server_helper.tail(str(tmp_path / "missing"), 3) == []
-    assert _server_helper.secret_variants("a'b\"c") == [b"a'b\\\"c", b"a\\'b\"c", b"a'b\"c"]
+    assert _agent_server.tail(str(path), 3) == ["line 4998", "line 4999", "caf\u00e9 \ufffd"]
+    assert _agent_server.tail(str(tmp_path / "missing"), 3) == []
+    assert _agent_server.secret_variants("a'b\"c") == [b"a'b\\\"c", b"a\\'b\"c", b"a'b\"c"]
     line = b"raw=a'b\"c repr='a\\'b\"c' json=\"a'b\\\"c\""
-    assert _server_helper.scrub(line, _server_helper.secret_variants("a'b\"c")) == \
+    assert _agent_server.scrub(line, _agent_server.secret_variants("a'b\"c")) == \
         b"raw=******** repr='********' json=\"********\""

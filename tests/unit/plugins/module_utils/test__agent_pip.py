@@ -1,4 +1,4 @@
-"""Unit tests of plugins/module_utils/_pip.py, the in-container pip helper of the packages role."""
+"""Unit tests of plugins/module_utils/_agent_pip.py, the in-container pip helper of the packages role."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 from unittest import mock
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _packages
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _pip as P
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_pip as P
 
 CA = "/tmp/ca-for-pip.pem"
 
