@@ -30,7 +30,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli impo
     ModuleFailure,
     agent_stdin,
 )
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import mask_text, scrub
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import mask_text, scrub, secret_values
 
 PROBES = ("health", "health_generate", "generate")
 PROBE_PROMPT = "The capital city of France is"
@@ -431,6 +431,14 @@ class ServerError(ModuleFailure):
     """A server failure that is not the docker CLI's (port taken, died, not ready in time)."""
 
 
+def launch_secrets(params):
+    """Every secret the launch carries: the API key, the values of secret-named env entries
+    (``WANDB_KEY``) and of secret-looking flags in extra_args (``--admin-api-key X``). They are
+    masked in every message, log tail and result, whatever quotes them (an argparse error)."""
+    secrets = [params["api_key"]] if params.get("api_key") else []
+    return secrets + secret_values({"env": params.get("env") or {}, "extra_args": params.get("extra_args") or []})
+
+
 class ServerManager:
     """Bring the server in one container to the wanted state (started, stopped, restarted).
 
@@ -452,7 +460,7 @@ class ServerManager:
         self.check_mode = check_mode
         self.want_diff = diff
         self.warn = warn or (lambda message: None)
-        self.secrets = [params["api_key"]] if params.get("api_key") else []
+        self.secrets = launch_secrets(params)
         self.url = "http://%s:%d" % (probe_address(params["host"]), params["port"])
         self.deadline = None
 

@@ -351,6 +351,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._http import bui
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._server import (
     ServerManager,
     find_port_owners,
+    launch_secrets,
     validate,
 )
 
@@ -390,6 +391,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    # masked by Ansible too, in the invocation and everywhere else in the result
+    module.no_log_values.update(launch_secrets(params))
     problems = validate(params, params["gpu_count"])
     if problems:
         module.fail_json(msg="invalid input, nothing was launched: " + "; ".join(problems), problems=problems)

@@ -273,6 +273,23 @@ def test_crash_during_load_fails_at_once_with_the_servers_words(run_module):
     assert result["attempts"] == 2 and boundary.clock.sleeps == [0.5]
 
 
+def test_secret_values_of_env_and_extra_args_are_masked_wherever_the_result_quotes_them(run_module):
+    """An argparse error quotes the command line; the secret values of secret-named env entries
+    and secret-looking flags are masked in the message, the log tail and the invocation."""
+    dead = dict(running(None, 5151), alive=False, rc={"rc": 2, "at": 1.7e9},
+                log_tail=["launch_server: error: unrecognized arguments: --admin-api-key adm-sentinel-1",
+                          "env WANDB_KEY=wandb-sentinel-2"])
+    boundary = Boundary(agent={"status": [ABSENT, running(None, 5151), dead], "launch": [LAUNCHED]},
+                        http=[REFUSED, REFUSED])
+    result = run_module(args(extra_args=["--admin-api-key", "adm-sentinel-1"],
+                             env={"WANDB_KEY": "wandb-sentinel-2", "MODE": "fast"}), boundary)
+    assert result["failed"] is True and "died while starting" in result["msg"]
+    assert "--admin-api-key ********" in result["msg"] and "WANDB_KEY=********" in result["msg"]
+    text = json.dumps(result)
+    assert "adm-sentinel-1" not in text and "wandb-sentinel-2" not in text, text
+    assert result["invocation"]["module_args"]["env"]["MODE"] == "fast"
+
+
 def test_timeout_reports_elapsed_last_error_and_log_tail(run_module):
     tail = dict(running(None, 5151), log_tail=["Capture cuda graph begin. This can take up to several minutes."])
     boundary = Boundary(agent={"status": [ABSENT, tail], "launch": [LAUNCHED]}, http=[H503] * 10, http_cost=0.25)
