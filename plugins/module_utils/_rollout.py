@@ -240,8 +240,8 @@ def summary(records, target, batches, run_id, check_mode, now):
 
 def summary_lines(data, path):
     """The summary as the run prints it: the change, each status with its hosts, the file."""
-    head = "Rollout of %s in batches %s%s:" % (_json(data["target"]), _json(data["batches"]),
-                                              " (check mode)" if data["check_mode"] else "")
+    mode = " (check mode)" if data["check_mode"] else ""
+    head = "Rollout of %s in batches %s%s:" % (_json(data["target"]), _json(data["batches"]), mode)
     lines = [head]
     lines += ["%s: %s" % (status, ", ".join(hosts)) for status, hosts in data["hosts_by_status"].items() if hosts]
     lines.append("summary: %s" % path)

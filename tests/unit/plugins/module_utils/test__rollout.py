@@ -62,11 +62,11 @@ def test_a_spec_change_keeps_the_pins_and_a_host_without_container_rolls_back_to
 
 
 def test_a_tokenizer_that_followed_the_model_follows_it_to_the_target():
-    apply, _ = _rollout.plan_host(CURRENT, {"sglang_model_path": "/m/b"}, SEEN)
+    apply = _rollout.plan_host(CURRENT, {"sglang_model_path": "/m/b"}, SEEN)[0]
     assert apply["sglang_tokenizer_path"] == "/m/b"
-    apply, _ = _rollout.plan_host(dict(CURRENT, sglang_tokenizer_path="/t"), {"sglang_model_path": "/m/b"}, SEEN)
+    apply = _rollout.plan_host(dict(CURRENT, sglang_tokenizer_path="/t"), {"sglang_model_path": "/m/b"}, SEEN)[0]
     assert apply["sglang_tokenizer_path"] == "/t"
-    apply, _ = _rollout.plan_host(CURRENT, {"sglang_model_path": "/m/b", "sglang_tokenizer_path": "/t2"}, SEEN)
+    apply = _rollout.plan_host(CURRENT, {"sglang_model_path": "/m/b", "sglang_tokenizer_path": "/t2"}, SEEN)[0]
     assert apply["sglang_tokenizer_path"] == "/t2"
 
 
