@@ -135,6 +135,15 @@ class ModuleFailure(Exception):
         self.result = result
 
 
+def run_and_exit(module, manager):
+    """The end of a module's main(): run the manager, report its result or its ModuleFailure."""
+    try:
+        result = manager.run()
+    except ModuleFailure as exc:
+        module.fail_json(msg=exc.msg, **exc.result)
+    module.exit_json(**result)
+
+
 class DaemonUnreachable(ModuleFailure):
     """The docker CLI could not reach the daemon."""
 

@@ -217,8 +217,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
     DockerCli,
-    ModuleFailure,
     exec_argument_spec,
+    run_and_exit,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._packages import PackagesManager
 
@@ -254,11 +254,7 @@ def main():
     docker = DockerCli(module, params["docker_host"], params["exec_timeout"])
     manager = PackagesManager(params, docker, read_text, check_mode=module.check_mode,
                               want_diff=module._diff, warn=module.warn)
-    try:
-        result = manager.run()
-    except ModuleFailure as exc:
-        module.fail_json(msg=exc.msg, **exc.result)
-    module.exit_json(**result)
+    run_and_exit(module, manager)
 
 
 if __name__ == "__main__":

@@ -344,8 +344,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
     DockerCli,
-    ModuleFailure,
     exec_argument_spec,
+    run_and_exit,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._http import build_opener, request
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._server import (
@@ -406,11 +406,7 @@ def main():
     manager = ServerManager(params, docker, http, find_port_owners,
                             clock=time.monotonic, wall=time.time, sleep=time.sleep,
                             check_mode=module.check_mode, diff=module._diff, warn=module.warn)
-    try:
-        result = manager.run()
-    except ModuleFailure as exc:
-        module.fail_json(msg=exc.msg, **exc.result)
-    module.exit_json(**result)
+    run_and_exit(module, manager)
 
 
 if __name__ == "__main__":
