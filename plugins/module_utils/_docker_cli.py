@@ -200,6 +200,12 @@ class DockerCli:
         timed_out = limit is not None and rc in TIMED_OUT_STATUSES and elapsed >= limit
         return Completed(rc, out, err, timed_out, elapsed)
 
+    def command(self, args, timeout=None):
+        """Run ``docker --host H ARGS...`` (a daemon command, not an exec) under the time limit."""
+        limit = self.timeout if timeout is None else timeout
+        argv = timed([self.bin, "--host", self.docker_host or DEFAULT_HOST] + list(args), limit, self.timeout_bin)
+        return self.run(argv, limit=limit)
+
     def exec(self, container, command, data=None, timeout=None):
         """Run COMMAND in CONTAINER; ``data`` is fed to its stdin."""
         limit = self.timeout if timeout is None else timeout

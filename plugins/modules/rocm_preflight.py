@@ -260,7 +260,9 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight impor
     validate_inputs,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import CHECKS
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import DockerCli
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
+    bounded_smi_run,
     collect_smi,
     disk_space,
     gather,
@@ -321,11 +323,20 @@ def main():
             return 127, "", "%s not found on PATH" % argv[0]
         return module.run_command([binary] + list(argv[1:]))
 
-    smi = collect_smi(params["amd_smi"], which, run, params["rocm_path"]) if params["amd_smi"] != "never" else None
+    smi = None
+    if params["amd_smi"] != "never":
+        smi_run = bounded_smi_run(module.run_command, module.get_bin_path("timeout"), params["amd_smi_timeout"])
+        smi = collect_smi(params["amd_smi"], which, smi_run, params["rocm_path"], timeout=params["amd_smi_timeout"])
     settings = dict((key, params[key]) for key in SETTINGS)
     docker = docker_status(params["docker"], params["docker_host"])
     if docker is None and params["docker_probe"]:
-        docker = probe_docker(module.get_bin_path, module.run_command, params["docker_host"], params["docker_timeout"])
+        docker_bin, timeout_bin = module.get_bin_path("docker"), module.get_bin_path("timeout")
+        cli = None
+        if docker_bin and timeout_bin:
+            cli = DockerCli(module, params["docker_host"], params["docker_timeout"], docker_bin=docker_bin,
+                            timeout_bin=timeout_bin)
+        docker = probe_docker(cli, params["docker_host"], params["docker_timeout"],
+                              missing=None if cli else "docker" if not docker_bin else "timeout")
 
     def check():
         facts = gather(params["sysfs_root"], params["dev_root"], params["proc_root"], params["rocm_path"], smi)

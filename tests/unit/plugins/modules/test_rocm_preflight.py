@@ -76,8 +76,9 @@ def test_without_a_registered_result_the_module_asks_the_daemon_itself(tmp_path)
     kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True, docker_timeout=7,
                                                    docker_host="unix:///run/d.sock"),
                               run_command=runner, bin_paths={"docker": "/usr/bin/docker", "timeout": "/usr/bin/timeout"})
-    runner.assert_called_once_with(["/usr/bin/timeout", "--kill-after=2", "7s", "/usr/bin/docker", "--host",
-                                    "unix:///run/d.sock", "info", "--format", "{{json .}}"],
+    # through the docker CLI seam: its coreutils timeout, its C locale
+    runner.assert_called_once_with(["/usr/bin/timeout", "--kill-after=5", "7", "/usr/bin/docker", "--host",
+                                    "unix:///run/d.sock", "info", "--format", "{{json .}}"], data=None,
                                    environ_update={"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"})
     checks = dict((c["name"], c) for c in result["report"]["checks"])
     assert kind == "exit" and result["report"]["status"] == "pass"
@@ -91,7 +92,7 @@ def test_a_silent_daemon_or_a_missing_cli_is_a_failed_check_not_a_failed_task(tm
     down = mock.Mock(return_value=(1, '{"ServerVersion": ""}', "Cannot connect to the Docker daemon at "
                                    "unix:///var/run/docker.sock. Is the docker daemon running?\n"))
     kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True), run_command=down,
-                              bin_paths={"docker": "/usr/bin/docker"})
+                              bin_paths={"docker": "/usr/bin/docker", "timeout": "/usr/bin/timeout"})
     checks = dict((c["name"], c) for c in result["report"]["checks"])
     assert kind == "exit" and result["report"]["failed"] == ["docker_daemon"]
     assert "Cannot connect to the Docker daemon" in checks["docker_daemon"]["observed"]
@@ -129,3 +130,30 @@ def test_docker_result_feeds_the_docker_checks(tmp_path):
     down = {"failed": False, "can_talk_to_docker": False, "msg": "Error connecting: permission denied"}
     kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker=down))
     assert result["report"]["failed"] == ["docker_daemon"]
+
+
+def test_a_wedged_daemon_ends_at_docker_timeout_with_a_failed_check(tmp_path):
+    tree = build_host(tmp_path)
+    (tmp_path / "cache").mkdir()
+    clock = {"now": 10.0}
+
+    def wedged(argv, **kwargs):
+        clock["now"] += int(argv[2])  # docker info hangs until timeout stops it
+        return 124, "", ""
+    with mock.patch("ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli.time.monotonic",
+                    lambda: clock["now"]):
+        kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True, docker_timeout=4),
+                                  run_command=mock.Mock(side_effect=wedged),
+                                  bin_paths={"docker": "/usr/bin/docker", "timeout": "/usr/bin/timeout"})
+    checks = dict((c["name"], c) for c in result["report"]["checks"])
+    assert kind == "exit" and "docker_daemon" in result["report"]["failed"]
+    assert "the daemon did not answer docker info within 4s" in checks["docker_daemon"]["observed"]
+
+
+def test_without_coreutils_timeout_docker_info_is_not_run_unbounded(tmp_path):
+    tree = build_host(tmp_path)
+    (tmp_path / "cache").mkdir()
+    kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True),
+                              bin_paths={"docker": "/usr/bin/docker"})
+    checks = dict((c["name"], c) for c in result["report"]["checks"])
+    assert kind == "exit" and "coreutils timeout is not on the host's PATH" in checks["docker_daemon"]["observed"]
