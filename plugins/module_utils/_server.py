@@ -668,7 +668,8 @@ class ServerManager:
             self.warn("%s; check mode assumes it will exist" % exc.msg)
             current = {"present": False, "alive": False, "members": [], "spec": None}
         if current.get("stale"):
-            self.warn(current["stale"] + "; its recorded process ids were not signalled")
+            result["stale"] = current["stale"] + "; its recorded process ids were not signalled"
+            self.warn(result["stale"])
         if state == "stopped":
             return self._stopped(current, result)
         result.update(command=spec["command"], spec_hash=spec["hash"])

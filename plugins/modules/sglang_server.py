@@ -348,6 +348,13 @@ state_dir:
   description: Directory of the supervisor's records inside the container.
   returned: always
   type: str
+stale:
+  description:
+    - The recorded server is gone and its recorded process ids now may belong to other processes
+      (the container restarted or the host rebooted since the launch, or the recorded session id
+      was reused); they were not signalled.
+  returned: when the records in O(state_dir) are stale
+  type: str
 port_owners:
   description: Processes that hold the port, when the port is taken.
   returned: on failure because the port is taken

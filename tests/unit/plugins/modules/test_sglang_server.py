@@ -553,3 +553,15 @@ def test_a_wedged_death_check_ends_within_the_deadline_and_names_it(run_module):
     assert boundary.exec_calls[2].argv[:3] == ["/usr/bin/timeout", "--kill-after=5", "20"]
     assert result["msg"].startswith("the status step in container Kimi-linear on unix:///var/run/docker.sock did "
                                     "not answer within 20 s (timeout), so the docker CLI was stopped")
+
+
+def test_a_stale_record_after_a_container_restart_is_reported_and_nothing_is_signalled(run_module):
+    gone = dict(ABSENT, present=True, pid=4242, stale="the recorded server (pid 4242) is gone: the container "
+                "restarted (or the host rebooted) since the server was launched (init_start changed)",
+                rc={"rc": None, "error": "the recorded server (pid 4242) is gone"})
+    boundary = Boundary(agent={"status": [gone]})
+    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary)
+    assert result["_rc"] == 0 and result["changed"] is False and result["action"] == "none"
+    assert boundary.ops() == ["status"]  # no stop: nothing of the record is signalled
+    assert result["stale"].endswith("(init_start changed); its recorded process ids were not signalled")
+    assert result["_warnings"] == [result["stale"]]
