@@ -28,7 +28,7 @@ description:
     leaves the container (files C(salt) and C(key.json) in O(state_dir)); nothing derived from
     the key is returned, so RV(spec_hash) cannot be matched against a list of likely keys.
   - Process ids are checked against their recorded start times and the container's generation
-    (boot id, pid namespace, start of its PID 1): after a container restart the recorded ids
+    (boot id, pid namespace, start of its PID 1), so after a container restart the recorded ids
     are neither reported alive nor signalled, and the module warns that the server is gone.
   - The API key never appears on a command line, in an environment, in C(docker inspect) or in
     the log. The module sends it over the stdin of C(docker exec); inside the container it is
