@@ -230,7 +230,7 @@ class DockerCli:
                 "%s in %s did not answer within %s s (%s), so the docker CLI was stopped; "
                 "what it started in the container may still be running. Raise %s if it "
                 "only needs longer%s" % (what, where, limit, limit_name, limit_name,
-                                          ": " + text[-2000:] if text else ""),
+                                         ": " + text[-2000:] if text else ""),
                 timed_out=True)
         answer = agent_answer(done.stdout)
         if answer is not None:

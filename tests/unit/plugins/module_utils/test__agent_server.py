@@ -211,7 +211,8 @@ RECORD = {"supervisor": 7, "supervisor_start": 500, "server": 8, "server_start":
           "launched_at": 1.7e9, "generation": {"boot_id": "boot-1", "pid_ns": "pid:[4026532001]", "init_start": 100}}
 
 
-def recorded_state(tmp_path, record=RECORD):
+def recorded_state(tmp_path, record=None):
+    record = RECORD if record is None else record
     state = tmp_path / "state"
     state.mkdir()
     (state / "pid.json").write_text(json.dumps(record))
