@@ -249,6 +249,8 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
+REMEDIATION_TIMEOUT = 120  # seconds a fix's command (modprobe amdgpu) may take
+
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight import (
     annotate_remediation,
     apply_remediation,
@@ -318,10 +320,17 @@ def main():
         return module.get_bin_path(name, opt_dirs=[params["rocm_path"] + "/bin", "/usr/sbin", "/sbin"])
 
     def run(argv):
-        binary = which(argv[0])
+        """A remediation command (modprobe) under coreutils timeout: a module load that hangs on a
+        broken GPU ends after REMEDIATION_TIMEOUT seconds as a failed fix, not a stalled play."""
+        binary, timeout_bin = which(argv[0]), module.get_bin_path("timeout")
         if not binary:
             return 127, "", "%s not found on PATH" % argv[0]
-        return module.run_command([binary] + list(argv[1:]))
+        if not timeout_bin:
+            return 127, "", "coreutils timeout is not on the host's PATH, so %s is not run without a time limit" % argv[0]
+        rc, out, err = module.run_command([timeout_bin, "--kill-after=5", str(REMEDIATION_TIMEOUT), binary] + list(argv[1:]))
+        if rc in (124, 137):
+            err = "%s did not finish within %ds and was stopped. %s" % (" ".join(argv), REMEDIATION_TIMEOUT, err or "")
+        return rc, out, err
 
     smi = None
     if params["amd_smi"] != "never":

@@ -61,8 +61,8 @@ def test_modprobe_is_run_through_run_command_and_its_failure_reported(tmp_path):
     (tmp_path / "cache").mkdir()
     runner = mock.Mock(return_value=(1, "", "modprobe: FATAL: Module amdgpu not found in directory /lib/modules/6.8.0"))
     kind, result = run_module(rocm_preflight, args(tree, tmp_path, remediate=True), run_command=runner,
-                              bin_paths={"modprobe": "/usr/sbin/modprobe"})
-    runner.assert_called_once_with(["/usr/sbin/modprobe", "amdgpu"])
+                              bin_paths={"modprobe": "/usr/sbin/modprobe", "timeout": "/usr/bin/timeout"})
+    runner.assert_called_once_with(["/usr/bin/timeout", "--kill-after=5", "120", "/usr/sbin/modprobe", "amdgpu"])
     assert kind == "exit" and result["changed"] is False
     assert result["report"]["failed"] == ["amdgpu_loaded", "kfd_present", "gpu_count"]
     assert "failed: modprobe amdgpu exited 1: modprobe: FATAL" in result["report"]["message"]
@@ -157,3 +157,14 @@ def test_without_coreutils_timeout_docker_info_is_not_run_unbounded(tmp_path):
                               bin_paths={"docker": "/usr/bin/docker"})
     checks = dict((c["name"], c) for c in result["report"]["checks"])
     assert kind == "exit" and "coreutils timeout is not on the host's PATH" in checks["docker_daemon"]["observed"]
+
+
+def test_a_hung_modprobe_ends_at_its_limit_as_a_failed_fix(tmp_path):
+    tree = build_host(tmp_path, amdgpu=False)
+    (tmp_path / "cache").mkdir()
+    runner = mock.Mock(return_value=(124, "", ""))
+    kind, result = run_module(rocm_preflight, args(tree, tmp_path, remediate=True), run_command=runner,
+                              bin_paths={"modprobe": "/usr/sbin/modprobe", "timeout": "/usr/bin/timeout"})
+    assert kind == "exit" and result["changed"] is False
+    assert "failed: modprobe amdgpu exited 124: modprobe amdgpu did not finish within 120s and was stopped" \
+        in result["report"]["message"]
