@@ -115,14 +115,6 @@ def docker_status(result, docker_host):
     }
 
 
-def docker_info_argv(docker_bin, docker_host, timeout=None, timeout_bin=None):
-    """argv of ``docker --host H info --format '{{json .}}'``, under coreutils timeout when given."""
-    argv = [docker_bin, "--host", docker_host or "unix:///var/run/docker.sock", "info", "--format", "{{json .}}"]
-    if timeout_bin and timeout:
-        argv = [timeout_bin, "--kill-after=2", "%ds" % int(timeout)] + argv
-    return argv
-
-
 def docker_status_from_cli(rc, stdout, stderr, docker_host, timeout=None):
     """Normalise the answer of ``docker info --format '{{json .}}'`` like docker_status() does.
 
@@ -156,18 +148,23 @@ def docker_status_from_cli(rc, stdout, stderr, docker_host, timeout=None):
     }
 
 
-def probe_docker(which, run, docker_host, timeout):
-    """Ask the daemon with the docker CLI; ``which(name)`` finds a binary, ``run(argv, environ_update=)``
-    returns (rc, stdout, stderr). Never raises: a missing CLI or a silent daemon is an answer."""
+DOCKER_INFO = ["info", "--format", "{{json .}}"]
+
+
+def probe_docker(docker, docker_host, timeout, missing=None):
+    """Ask the daemon ``docker info`` through the docker CLI seam (``docker``, a
+    _docker_cli.DockerCli: C locale, coreutils timeout of ``timeout`` seconds). ``missing`` names
+    the binary that is not on the host (``docker`` or ``timeout``) when there is no CLI to ask.
+    Never raises: a missing CLI or a silent daemon is an answer."""
     host = docker_host or "unix:///var/run/docker.sock"
-    docker_bin = which("docker")
-    if not docker_bin:
+    if docker is None:
         return {"host": host, "reachable": False, "version": None, "root_dir": None,
                 "local": host.startswith("unix://") or host.startswith("/"),
-                "error": "the docker CLI is not on the host's PATH (install docker.io or docker-ce-cli)"}
-    argv = docker_info_argv(docker_bin, host, timeout, which("timeout"))
-    rc, out, err = run(argv, environ_update={"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"})
-    return docker_status_from_cli(rc, out, err, host, timeout)
+                "error": "the docker CLI is not on the host's PATH (install docker.io or docker-ce-cli)"
+                if missing != "timeout" else
+                "coreutils timeout is not on the host's PATH, so docker info is not run without a time limit"}
+    done = docker.command(DOCKER_INFO, timeout=timeout)
+    return docker_status_from_cli(124 if done.timed_out else done.rc, done.stdout, done.stderr, host, timeout)
 
 
 def host_summary(facts, docker):

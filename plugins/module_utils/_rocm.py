@@ -22,6 +22,7 @@ import json
 import os
 import re
 import stat
+import time
 
 __metaclass__ = type
 
@@ -29,6 +30,9 @@ FACTS_SCHEMA_VERSION = 1
 AMD_VENDOR_ID = 4098  # 0x1002
 KFD_NODES = "class/kfd/kfd/topology/nodes"
 AMD_SMI_MODES = ("auto", "always", "never")
+SMI_TIMEOUT = 30  # seconds one amd-smi / rocm-smi call may take (option amd_smi_timeout)
+SMI_KILL_AFTER = 2
+TIMED_OUT_STATUSES = (124, 137)  # coreutils timeout: SIGTERM worked / SIGKILL was needed
 
 # PCI class codes of GPUs: display controllers (0x03xxxx) and processing accelerators
 # (0x12xxxx, MI300X). Other AMD functions (audio, bridges) are not GPUs.
@@ -44,7 +48,20 @@ def host_root_spec():
         proc_root=dict(type="path", default="/proc"),
         rocm_path=dict(type="path", default="/opt/rocm"),
         amd_smi=dict(type="str", default="auto", choices=list(AMD_SMI_MODES)),
+        amd_smi_timeout=dict(type="int", default=SMI_TIMEOUT),
     )
+
+
+def bounded_smi_run(run_command, timeout_bin, seconds):
+    """``run(argv)`` for collect_smi: the tool under coreutils ``timeout`` (SIGKILL
+    SMI_KILL_AFTER seconds after SIGTERM), so a hung amd-smi cannot stall the play; without
+    ``timeout`` on the host the tool is not run at all."""
+    def run(argv):
+        if not timeout_bin:
+            return 127, "", ("coreutils timeout is not on the host's PATH, so %s is not run without a "
+                             "time limit" % os.path.basename(argv[0]))
+        return run_command([timeout_bin, "--kill-after=%d" % SMI_KILL_AFTER, str(int(seconds))] + list(argv))
+    return run
 
 
 def gfx_name(target_version):
@@ -340,19 +357,34 @@ def _kfd_processes(reader, sysfs_root):
     return [int(name) for name in reader.listdir(os.path.join(sysfs_root, "class/kfd/kfd/proc")) if name.isdigit()]
 
 
-def collect_smi(mode, which, run, rocm_path="/opt/rocm"):
+def collect_smi(mode, which, run, rocm_path="/opt/rocm", timeout=None, clock=None):
     """amd-smi (or, in auto mode without it, legacy rocm-smi) JSON, as a dict.
 
-    `which(name)` returns a binary path or None; `run(argv)` returns (rc, stdout, stderr).
-    Failures never raise: they go to `error`. In `always` mode a missing amd-smi is an error.
+    `which(name)` returns a binary path or None; `run(argv)` returns (rc, stdout, stderr) and
+    runs the tool under a limit of `timeout` seconds (bounded_smi_run). Failures never raise:
+    they go to `error`. In `always` mode a missing amd-smi is an error. A tool that ran out of
+    time is not asked again in the same run.
     """
     smi = {"mode": mode, "tool": None, "path": None, "version": None, "gpus": [], "error": None}
     if mode == "never":
         return smi
     problems = []
+    hung = []
+    clock = clock or time.monotonic
 
     def call(path, argv, parser):
+        if hung:
+            return None
+        started = clock()
         rc, out, err = run([path] + argv)
+        if timeout and rc in TIMED_OUT_STATUSES and clock() - started >= timeout - 0.5:
+            tool = os.path.basename(path)
+            hung.append(tool)
+            problems.append("%s did not answer within %ss (`%s`), so it was stopped and not asked "
+                            "again; a hung %s usually means a wedged driver or a GPU in reset (check "
+                            "dmesg), or raise amd_smi_timeout"
+                            % (tool, timeout, " ".join([tool] + argv), tool))
+            return None
         try:
             return parser(out)
         except (ValueError, KeyError, TypeError) as exc:

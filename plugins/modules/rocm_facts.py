@@ -235,6 +235,7 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
+    bounded_smi_run,
     collect_smi,
     gather,
     host_root_spec,
@@ -243,14 +244,12 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
 )
 
 
-def smi_tools(module, rocm_path):
-    """which/run callables for collect_smi, bound to the module."""
+def smi_tools(module, rocm_path, timeout):
+    """which/run callables for collect_smi, bound to the module; every call is time-limited."""
     def which(name):
         return module.get_bin_path(name, opt_dirs=[rocm_path + "/bin"])
 
-    def run(argv):
-        return module.run_command(argv)
-    return which, run
+    return which, bounded_smi_run(module.run_command, module.get_bin_path("timeout"), timeout)
 
 
 def main():
@@ -266,8 +265,8 @@ def main():
         module.fail_json(msg=" ".join(root_error(name, path) for name, path in missing))
     smi = None
     if params["amd_smi"] != "never":
-        which, run = smi_tools(module, params["rocm_path"])
-        smi = collect_smi(params["amd_smi"], which, run, params["rocm_path"])
+        which, run = smi_tools(module, params["rocm_path"], params["amd_smi_timeout"])
+        smi = collect_smi(params["amd_smi"], which, run, params["rocm_path"], timeout=params["amd_smi_timeout"])
     facts = gather(params["sysfs_root"], params["dev_root"], params["proc_root"], params["rocm_path"], smi)
     if params["amd_smi"] == "always" and smi["error"]:
         module.fail_json(msg="amd_smi=always but amd-smi gave no usable answer: %s. Fix: install amd-smi "

@@ -249,6 +249,8 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
+REMEDIATION_TIMEOUT = 120  # seconds a fix's command (modprobe amdgpu) may take
+
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight import (
     annotate_remediation,
     apply_remediation,
@@ -260,7 +262,9 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight impor
     validate_inputs,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import CHECKS
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import DockerCli
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
+    bounded_smi_run,
     collect_smi,
     disk_space,
     gather,
@@ -316,16 +320,32 @@ def main():
         return module.get_bin_path(name, opt_dirs=[params["rocm_path"] + "/bin", "/usr/sbin", "/sbin"])
 
     def run(argv):
-        binary = which(argv[0])
+        """A remediation command (modprobe) under coreutils timeout: a module load that hangs on a
+        broken GPU ends after REMEDIATION_TIMEOUT seconds as a failed fix, not a stalled play."""
+        binary, timeout_bin = which(argv[0]), module.get_bin_path("timeout")
         if not binary:
             return 127, "", "%s not found on PATH" % argv[0]
-        return module.run_command([binary] + list(argv[1:]))
+        if not timeout_bin:
+            return 127, "", "coreutils timeout is not on the host's PATH, so %s is not run without a time limit" % argv[0]
+        rc, out, err = module.run_command([timeout_bin, "--kill-after=5", str(REMEDIATION_TIMEOUT), binary] + list(argv[1:]))
+        if rc in (124, 137):
+            err = "%s did not finish within %ds and was stopped. %s" % (" ".join(argv), REMEDIATION_TIMEOUT, err or "")
+        return rc, out, err
 
-    smi = collect_smi(params["amd_smi"], which, run, params["rocm_path"]) if params["amd_smi"] != "never" else None
+    smi = None
+    if params["amd_smi"] != "never":
+        smi_run = bounded_smi_run(module.run_command, module.get_bin_path("timeout"), params["amd_smi_timeout"])
+        smi = collect_smi(params["amd_smi"], which, smi_run, params["rocm_path"], timeout=params["amd_smi_timeout"])
     settings = dict((key, params[key]) for key in SETTINGS)
     docker = docker_status(params["docker"], params["docker_host"])
     if docker is None and params["docker_probe"]:
-        docker = probe_docker(module.get_bin_path, module.run_command, params["docker_host"], params["docker_timeout"])
+        docker_bin, timeout_bin = module.get_bin_path("docker"), module.get_bin_path("timeout")
+        cli = None
+        if docker_bin and timeout_bin:
+            cli = DockerCli(module, params["docker_host"], params["docker_timeout"], docker_bin=docker_bin,
+                            timeout_bin=timeout_bin)
+        docker = probe_docker(cli, params["docker_host"], params["docker_timeout"],
+                              missing=None if cli else "docker" if not docker_bin else "timeout")
 
     def check():
         facts = gather(params["sysfs_root"], params["dev_root"], params["proc_root"], params["rocm_path"], smi)

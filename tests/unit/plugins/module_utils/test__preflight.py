@@ -7,7 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures" / "rocm"))
 from rocm_harness import build_host  # noqa: E402
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _preflight, _preflight_checks, _rocm  # noqa: E402
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_cli, _preflight, _preflight_checks, _rocm  # noqa: E402
 
 GIB = 1 << 30
 
@@ -308,8 +308,17 @@ def test_docker_info_answers_are_normalised():
     assert not garbage["reachable"] and "no server information" in garbage["error"]
 
 
-def test_docker_info_argv_uses_timeout_only_when_found():
-    assert _preflight.docker_info_argv("/usr/bin/docker", "unix:///d.sock", 10, None) == [
-        "/usr/bin/docker", "--host", "unix:///d.sock", "info", "--format", "{{json .}}"]
-    assert _preflight.docker_info_argv("/usr/bin/docker", "unix:///d.sock", 10, "/usr/bin/timeout")[:3] == [
-        "/usr/bin/timeout", "--kill-after=2", "10s"]
+def test_probe_docker_asks_through_the_seam_and_reads_its_timeout():
+    class Cli:
+        def __init__(self, done):
+            self.done, self.calls = done, []
+
+        def command(self, args, timeout=None):
+            self.calls.append((args, timeout))
+            return self.done
+    cli = Cli(_docker_cli.Completed(124, "", "", True, 10.0))
+    status = _preflight.probe_docker(cli, "unix:///d.sock", 10)
+    assert cli.calls == [(["info", "--format", "{{json .}}"], 10)]
+    assert status["error"] == "the daemon did not answer docker info within 10s" and not status["reachable"]
+    missing = _preflight.probe_docker(None, "unix:///d.sock", 10, missing="docker")
+    assert "docker CLI is not on the host's PATH" in missing["error"]
