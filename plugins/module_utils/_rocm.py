@@ -456,6 +456,7 @@ def gather(sysfs_root="/sys", dev_root="/dev", proc_root="/proc", rocm_path="/op
         "kernel_cmdline": cmdline,
         "kernel_args": kernel_args(cmdline) if cmdline is not None else None,
         "uptime_seconds": health["uptime_seconds"],
+        "kernel_release": health["kernel_release"],
         "kernel_log": health["kernel_log"],
         "iommu_passthrough": passthrough,
         "mem_total_bytes": int(mem_total.group(1)) * 1024 if mem_total else None,

@@ -297,7 +297,7 @@ def gpu_health(reader, sysfs_root, gpu, smi_gpu=None):
 
 
 def add_health(reader, roots, gpus, smi=None):
-    """Add each GPU's health facts to it and return the host's: {kernel_args, uptime_seconds, kernel_log}.
+    """Add each GPU's health facts to it and return the host's: {uptime_seconds, kernel_release, kernel_log}.
 
     roots: (sysfs_root, dev_root, proc_root). smi: collect_smi's result; a GPU it has no PCIe
     answer for (amd-smi absent, failed or timed out) is read from sysfs.
@@ -313,5 +313,6 @@ def add_health(reader, roots, gpus, smi=None):
         uptime_seconds = None
     return {
         "uptime_seconds": uptime_seconds,
+        "kernel_release": reader.text(os.path.join(proc_root, "sys/kernel/osrelease")),
         "kernel_log": kernel_log(dev_root),
     }

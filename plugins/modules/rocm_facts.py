@@ -241,6 +241,10 @@ ansible_facts:
         uptime_seconds:
           description: Seconds since boot from C(<proc_root>/uptime), or null.
           type: float
+        kernel_release:
+          description: The running kernel's release from C(<proc_root>/sys/kernel/osrelease), or null.
+          type: str
+          sample: 6.8.0-79-generic
         kernel_log:
           description:
             - amdgpu messages in the kernel ring buffer C(<dev_root>/kmsg), read non-blocking (needs root).

@@ -39,7 +39,7 @@ def test_fleet_markdown_is_a_host_by_check_table_with_fixes(tmp_path):
     assert lines[:3] == ["# Preflight 20250101T000000Z", "",
                          "4 hosts: 1 pass, 0 warn, 2 fail, 1 without a report."]
     header = next(line for line in lines if line.startswith("| host |"))
-    assert header.split(" | ")[2:] == list(_preflight.CHECKS)[:-1] + ["amd_smi |"]
+    assert header.split(" | ")[2:] == list(_preflight.CHECKS)[:-1] + [_preflight.CHECKS[-1] + " |"]
     assert lines[lines.index(header) + 1] == "|---|---|" + "---|" * len(_preflight.CHECKS)
     row = next(line for line in lines if line.startswith("| gpu02 |"))
     assert row.startswith("| gpu02 | FAIL | ok | ok | ok | ok | ok | FAIL |")

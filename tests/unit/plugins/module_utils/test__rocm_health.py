@@ -62,7 +62,7 @@ def test_healthy_host_health_facts(tmp_path):
     assert gpu["ras"] == {"exposed": True, "bad_pages": 0, "bad_pages_error": None,
                           "blocks": dict.fromkeys(("gfx", "sdma", "umc"), {"ue": 0, "ce": 0, "error": None})}
     assert gpu["xgmi"] is None
-    assert facts["kernel_args"] == ["iommu=pt", "pci=realloc=off"]
+    assert facts["kernel_args"] == ["amd_iommu=on", "iommu=pt", "pci=realloc=off"]
     assert facts["uptime_seconds"] == 86400.0
     assert facts["kernel_log"]["readable"] and facts["kernel_log"]["events"] == []
     assert facts["errors"] == []
