@@ -257,7 +257,7 @@ report:
     versions:
       description:
         - The host's versioned facts the fleet summary compares with the majority of the hosts with the
-          same GPU (RV(report.versions.device)) - driver, fw.<block> per firmware block, vbios, kernel,
+          same GPU (C(device)) - driver, fw.<block> per firmware block, vbios, kernel,
           kernel_args, rocm, docker; a fact that could not be read is left out.
       type: dict
       sample: {"device": "0x74a1", "facts": {"driver": "6.14.14", "fw.mec": "177", "vbios": "113-M3000100-102"}}
