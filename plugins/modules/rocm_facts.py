@@ -274,7 +274,8 @@ ansible_facts:
         smi:
           description:
             - What C(amd-smi) (or C(rocm-smi)) reported, keys mode, tool, path, version, gpus and error;
-              null when O(amd_smi=never).
+              null when O(amd_smi=never). Each amd-smi GPU has C(pcie_width) and C(pcie_speed_gts) from
+              C(amd-smi metric --pcie), null when it gave no answer (then the link is read from sysfs).
           type: dict
         errors:
           description: Files that exist but could not be read, with why (for example V(permission denied)).

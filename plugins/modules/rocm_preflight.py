@@ -15,7 +15,8 @@ description:
   - Gathers the same facts as M(sglang_rocm.fleet.rocm_facts), adds free disk space on the
     Docker data root and the cache directory, and evaluates every preflight check in one
     pass - the amdgpu driver and C(/dev/kfd), the GPUs (count, target, render nodes, VRAM,
-    partition modes), NUMA balancing, IOMMU passthrough, the Docker daemon, free disk and more;
+    partition modes), NUMA balancing, IOMMU passthrough and kernel arguments, PCIe links, ECC
+    counters, the kernel log, firmware rules, the Docker daemon, free disk and more;
     O(skip)'s choices name them all.
   - Returns a report with one entry per check (status V(pass), V(warn), V(fail), V(skipped)
     for a check waived in O(skip), or V(n/a)), the host's status and one message listing
