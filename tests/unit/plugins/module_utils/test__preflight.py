@@ -53,6 +53,12 @@ def test_valid_inputs_have_no_errors(tmp_path):
     ({"compute_partitions": ["XPS"]}, "sglang_preflight_compute_partitions", "got ['XPS']"),
     ({"cache_dir": "relative/cache"}, "sglang_cache_dir", "got 'relative/cache'"),
     ({"sysfs_root": "/nonexistent/sys"}, "sglang_preflight_sysfs_root", "got '/nonexistent/sys'"),
+    ({"pcie_min_speed_gts": "gen5"}, "sglang_preflight_pcie_min_speed_gts", "got 'gen5'"),
+    ({"pcie_min_width": -16}, "sglang_preflight_pcie_min_width", "got -16"),
+    ({"max_bad_pages": 1.5}, "sglang_preflight_max_bad_pages", "got 1.5"),
+    ({"max_ce_per_day": -1}, "sglang_preflight_max_ce_per_day", "got -1"),
+    ({"kernel_params": ["pci=realloc=off amd_iommu=on"]}, "sglang_preflight_kernel_params",
+     "got ['pci=realloc=off amd_iommu=on']"),
 ])
 def test_each_bad_input_names_variable_host_value_expectation_and_fix(tmp_path, change, variable, seen):
     errors = _preflight.validate_inputs(params(build_host(tmp_path, gpus=0), **change), "gpu07")
