@@ -24,6 +24,8 @@ import re
 import stat
 import time
 
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm_health import add_health, kernel_args
+
 __metaclass__ = type
 
 FACTS_SCHEMA_VERSION = 1
@@ -158,6 +160,17 @@ def _smi_value_bytes(value):
         return int(float(number) * units.get(unit, 1 << 20))
     except (TypeError, ValueError):
         return None
+
+
+def _smi_number(value):
+    """amd-smi {"value": N, "unit": ...} or a bare number to a number; "N/A" and the like -> None."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number == int(number) else number
 
 
 def parse_rocm_smi_json(text):
@@ -400,9 +413,13 @@ def collect_smi(mode, which, run, rocm_path="/opt/rocm", timeout=None, clock=Non
         listed = call(path, ["list", "--json"], parse_amd_smi_json) or []
         static = call(path, ["static", "--asic", "--vram", "--json"], parse_amd_smi_json) or []
         by_index = dict((item.get("gpu"), item) for item in static)
+        # The PCIe link as the GPU's firmware reports it; no answer (error or timeout) -> sysfs.
+        links = dict((item.get("gpu"), item.get("pcie") or {})
+                     for item in call(path, ["metric", "--pcie", "--json"], parse_amd_smi_json) or [])
         for item in listed:
             extra = by_index.get(item.get("gpu"), {})
             asic, vram = extra.get("asic") or {}, extra.get("vram") or {}
+            pcie = links.get(item.get("gpu")) or {}
             smi["gpus"].append({
                 "gpu": item.get("gpu"),
                 "bdf": item.get("bdf") or item.get("gpu_bdf"),
@@ -412,6 +429,8 @@ def collect_smi(mode, which, run, rocm_path="/opt/rocm", timeout=None, clock=Non
                 "market_name": asic.get("market_name"),
                 "target_graphics_version": asic.get("target_graphics_version"),
                 "vram_total_bytes": _smi_value_bytes(vram.get("size")) if vram.get("size") not in (None, "N/A") else None,
+                "pcie_width": _smi_number(pcie.get("width")),
+                "pcie_speed_gts": _smi_number(pcie.get("speed")),
             })
     elif mode == "auto" and which("rocm-smi"):
         path = which("rocm-smi")
@@ -436,6 +455,7 @@ def gather(sysfs_root="/sys", dev_root="/dev", proc_root="/proc", rocm_path="/op
     pci_scanned = os.path.isdir(os.path.join(sysfs_root, "bus/pci/devices"))
     gpus, cpu_nodes, unreadable = _kfd_nodes(reader, roots, set(item["address"] for item in pci))
     cmdline = reader.text(os.path.join(proc_root, "cmdline"))
+    health = add_health(reader, (sysfs_root, dev_root, proc_root), gpus, smi)
     args = parse_cmdline(cmdline)
     group_types = [gpu["iommu_group_type"] for gpu in gpus if gpu["iommu_group_type"]]
     if cmdline is None:
@@ -466,6 +486,10 @@ def gather(sysfs_root="/sys", dev_root="/dev", proc_root="/proc", rocm_path="/op
         "pci_gpus": pci,
         "numa_balancing": reader.integer(os.path.join(proc_root, "sys/kernel/numa_balancing")),
         "kernel_cmdline": cmdline,
+        "kernel_args": kernel_args(cmdline) if cmdline is not None else None,
+        "uptime_seconds": health["uptime_seconds"],
+        "kernel_release": health["kernel_release"],
+        "kernel_log": health["kernel_log"],
         "iommu_passthrough": passthrough,
         "mem_total_bytes": int(mem_total.group(1)) * 1024 if mem_total else None,
         "dev_mem_present": os.path.exists(os.path.join(dev_root, "mem")),

@@ -19,6 +19,7 @@ def amd_smi_runner(static="amd_smi_static_rocm7.json"):
         ("version", "--json"): fixture_text("amd_smi_version_rocm7.json"),
         ("list", "--json"): fixture_text("amd_smi_list_rocm6.json"),
         ("static", "--asic", "--vram", "--json"): fixture_text(static),
+        ("metric", "--pcie", "--json"): fixture_text("amd_smi_metric_pcie_rocm7.json"),
     }
 
     def answer(argv):
@@ -59,7 +60,8 @@ def test_auto_uses_amd_smi_when_installed(tmp_path):
     smi = result["ansible_facts"]["rocm"]["smi"]
     assert smi["tool"] == "amd-smi" and len(smi["gpus"]) == 8 and smi["version"]["rocm_version"] == "7.0.2"
     assert [c.args[0][3:] for c in runner.call_args_list] == [
-        [AMD_SMI, "version", "--json"], [AMD_SMI, "list", "--json"], [AMD_SMI, "static", "--asic", "--vram", "--json"]]
+        [AMD_SMI, "version", "--json"], [AMD_SMI, "list", "--json"], [AMD_SMI, "static", "--asic", "--vram", "--json"],
+        [AMD_SMI, "metric", "--pcie", "--json"]]
 
 
 def test_rocm6_list_shape_gives_the_same_gpus(tmp_path):
