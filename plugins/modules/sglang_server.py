@@ -81,7 +81,7 @@ options:
     default: 127.0.0.1
   allow_unauthenticated:
     description:
-      - Serve on a non-loopback O(host) without O(api_key), for a trusted, isolated network only:
+      - Serve on a non-loopback O(host) without O(api_key), for a trusted, isolated network only;
         the server's whole API, admin endpoints included, is then open to that network.
     type: bool
     default: false
@@ -98,7 +98,7 @@ options:
       - API key that the server enforces with Bearer authentication. Probes send it.
       - It is written to a 0600 file in O(state_dir) and passed with C(--config). It is never on a
         command line or in an environment.
-      - A key that starts with C(-) is refused: the server reads C(--config) with argparse, which
+      - A key that starts with C(-) is refused, because the server reads C(--config) with argparse, which
         takes such a value for an option.
     type: str
   env:

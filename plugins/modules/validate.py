@@ -15,7 +15,7 @@ short_description: Check every stage's input on the controller before any host i
 version_added: 0.1.0
 description:
   - The first task of C(playbooks/site.yml) (and so of C(deploy.yml), C(benchmark.yml) and
-    C(preflight.yml)), for every host, with C(tags: [always]). A host whose input is bad fails
+    C(preflight.yml)), for every host, tagged C(always). A host whose input is bad fails
     here, before preflight or the container stage touches it; the other hosts go on.
   - It reads the variables the given O(stages) use as their roles will see them (the host's
     value, else the role default) and checks, per stage
