@@ -101,8 +101,8 @@ def validate(params, gpu_count=None):
     reason = key_problem(params.get("api_key"))
     if reason:
         problems.append("api_key cannot be used: %s; use a key without a leading '-'" % reason)
-    if params.get("state") != "stopped" and not (is_loopback(params.get("host")) or params.get("api_key")
-                                                  or params.get("allow_unauthenticated")):
+    open_bind = not (is_loopback(params.get("host")) or params.get("api_key") or params.get("allow_unauthenticated"))
+    if params.get("state") != "stopped" and open_bind:
         problems.append("host %r is not a loopback address and api_key is empty: the server and its admin API "
                         "would be open to the network; set api_key, bind 127.0.0.1, or on a trusted network "
                         "set allow_unauthenticated=true" % (params.get("host"),))
