@@ -26,6 +26,7 @@ import signal
 import socket
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_server
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._address import is_loopback, key_problem, url_host
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
     ContainerUnavailable,
     ModuleFailure,
@@ -98,6 +99,14 @@ def validate(params, gpu_count=None):
             problems.append("env name %r is not a valid environment variable name" % (name,))
         if isinstance(value, (dict, list)) or value is None:
             problems.append("env %s must be a string, number or boolean, got %r" % (name, value))
+    reason = key_problem(params.get("api_key"))
+    if reason:
+        problems.append("api_key cannot be used: %s; use a key without a leading '-'" % reason)
+    open_bind = not (is_loopback(params.get("host")) or params.get("api_key") or params.get("allow_unauthenticated"))
+    if params.get("state") != "stopped" and open_bind:
+        problems.append("host %r is not a loopback address and api_key is empty: the server and its admin API "
+                        "would be open to the network; set api_key, bind 127.0.0.1, or on a trusted network "
+                        "set allow_unauthenticated=true" % (params.get("host"),))
     for option in ("timeout", "connect_timeout", "sleep"):
         value = params.get(option)
         if value is not None and value <= 0:
@@ -251,12 +260,8 @@ class Verdict:
 
 
 def probe_address(host):
-    """Where the module reaches a server bound to ``host`` (host networking)."""
-    if host in _WILDCARDS:
-        return "127.0.0.1"
-    if ":" in host:
-        return "[%s]" % host
-    return host
+    """Where the module reaches a server bound to ``host`` (host networking), as a URL host."""
+    return url_host(host)
 
 
 def interpret(result, path):

@@ -82,10 +82,19 @@ options:
     default: 30000
   host:
     description:
-      - Address the server binds (C(--host)). The module probes 127.0.0.1 when it is a
-        wildcard address.
+      - Address the server binds (C(--host)); the recipe's loopback address by default.
+      - The module probes this address; a wildcard (C(0.0.0.0), C(::)) through the loopback
+        address of the same family (C(127.0.0.1), C(::1)).
+      - Any address but 127.0.0.0/8, C(::1) and C(localhost) is refused without O(api_key),
+        unless O(allow_unauthenticated) is true.
     type: str
-    default: 0.0.0.0
+    default: 127.0.0.1
+  allow_unauthenticated:
+    description:
+      - Serve on a non-loopback O(host) without O(api_key), for a trusted, isolated network only;
+        the server's whole API, admin endpoints included, is then open to that network.
+    type: bool
+    default: false
   trust_remote_code:
     description: Pass C(--trust-remote-code).
     type: bool
@@ -99,6 +108,8 @@ options:
       - API key that the server enforces with Bearer authentication. Probes send it.
       - It is written to a 0600 file in O(state_dir) and passed with C(--config). It is never on a
         command line or in an environment.
+      - A key that starts with C(-) is refused, because the server reads C(--config) with argparse, which
+        takes such a value for an option.
     type: str
   env:
     description:
@@ -279,7 +290,7 @@ command:
       and any secret is masked.
   returned: always, except when O(state=stopped) and no server ran
   type: str
-  sample: python3 -m sglang.launch_server --model-path m --tokenizer-path m --tp-size 4 --host 0.0.0.0 --port 30000
+  sample: python3 -m sglang.launch_server --model-path m --tokenizer-path m --tp-size 4 --host 127.0.0.1 --port 30000
 spec_hash:
   description:
     - SHA-256 of the launch spec that decides whether a running server is the one wanted. It
@@ -389,7 +400,8 @@ def argument_spec():
         tp_size=dict(type="int", default=1),
         gpu_count=dict(type="int"),
         port=dict(type="int", default=30000),
-        host=dict(type="str", default="0.0.0.0"),
+        host=dict(type="str", default="127.0.0.1"),
+        allow_unauthenticated=dict(type="bool", default=False),
         trust_remote_code=dict(type="bool", default=False),
         enable_metrics=dict(type="bool", default=False),
         api_key=dict(type="str", no_log=True),

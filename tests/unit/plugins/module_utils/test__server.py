@@ -14,7 +14,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._http import Htt
 
 def params(**extra):
     base = {"state": "started", "model_path": "/models/kimi", "tokenizer_path": None, "tp_size": 4,
-            "port": 30000, "host": "0.0.0.0", "trust_remote_code": True, "enable_metrics": True,
+            "port": 30000, "host": "127.0.0.1", "trust_remote_code": True, "enable_metrics": True,
             "api_key": None, "env": {}, "extra_args": [], "python": "python3",
             "launch_module": "sglang.launch_server", "state_dir": "/run/sglang-server",
             "timeout": 1800.0, "connect_timeout": 30.0, "sleep": 0.5}
@@ -101,7 +101,7 @@ def test_argv_uses_long_flags_and_passes_metacharacters_literally():
     path = "/models/a b;rm -rf /$(x)`y`|z&"
     argv = _server.build_argv(params(model_path=path, extra_args=["--mem-fraction-static", "0.8"]))
     assert argv == ["python3", "-m", "sglang.launch_server", "--model-path", path, "--tokenizer-path", path,
-                    "--tp-size", "4", "--host", "0.0.0.0", "--port", "30000", "--trust-remote-code",
+                    "--tp-size", "4", "--host", "127.0.0.1", "--port", "30000", "--trust-remote-code",
                     "--enable-metrics", "--mem-fraction-static", "0.8"]
 
 
@@ -109,7 +109,7 @@ def test_api_key_goes_into_a_config_file_not_the_argv():
     argv = _server.build_argv(params(api_key="sk-secret", tokenizer_path="/tok", trust_remote_code=False,
                                      enable_metrics=False, state_dir="/run/s"))
     assert argv == ["python3", "-m", "sglang.launch_server", "--model-path", "/models/kimi", "--tokenizer-path", "/tok",
-                    "--tp-size", "4", "--host", "0.0.0.0", "--port", "30000", "--config", "/run/s/config.yaml"]
+                    "--tp-size", "4", "--host", "127.0.0.1", "--port", "30000", "--config", "/run/s/config.yaml"]
     assert "sk-secret" not in " ".join(argv)
 
 
@@ -307,7 +307,7 @@ def test_generate_needs_generated_text():
         "/generate: HTTP 200 but the body is not JSON"
 
 
-@pytest.mark.parametrize("host, address", [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("10.0.0.5", "10.0.0.5"),
+@pytest.mark.parametrize("host, address", [("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("10.0.0.5", "10.0.0.5"),
                                            ("fd00::5", "[fd00::5]")])
 def test_probe_address(host, address):
     assert _server.probe_address(host) == address

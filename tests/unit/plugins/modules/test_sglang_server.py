@@ -151,12 +151,12 @@ def test_fresh_start_launches_once_and_waits_for_health(run_module):
         "python3", "-m", "sglang.launch_server",
         "--model-path", "moonshotai/Kimi-Linear-48B-A3B-Instruct",
         "--tokenizer-path", "moonshotai/Kimi-Linear-48B-A3B-Instruct",
-        "--tp-size", "4", "--host", "0.0.0.0", "--port", "30000",
+        "--tp-size", "4", "--host", "127.0.0.1", "--port", "30000",
         "--trust-remote-code", "--enable-metrics", "--config", "/run/sglang-server/config.yaml"]
     assert launch["env"] == {"PYTHONUNBUFFERED": "1", "SGLANG_ROCM_FUSED_DECODE_MLA": "0"}
     assert launch["api_key"] == KEY  # only ever inside the stdin script
     assert (launch["state_dir"], launch["log_path"]) == ("/run/sglang-server", "/var/log/sglang/server.log")
-    assert boundary.port_checks == [(30000, "0.0.0.0")]
+    assert boundary.port_checks == [(30000, "127.0.0.1")]
     # HTTP: three probes then server info, each with the Bearer key, clamped timeouts
     assert [(r.method, r.url) for r in boundary.requests] == [
         ("GET", "http://127.0.0.1:30000/health")] * 3 + [("GET", "http://127.0.0.1:30000/get_server_info")]
@@ -202,7 +202,7 @@ def test_changed_spec_restarts_with_a_diff_of_the_command_lines(run_module):
     assert result["reason"] == "the launch spec changed"
     assert boundary.ops() == ["status", "stop", "launch"]
     assert boundary.exec_calls[1].payload["stop_timeout"] == 30.0
-    assert boundary.port_checks == [(30000, "0.0.0.0")]  # after the stop, before the launch
+    assert boundary.port_checks == [(30000, "127.0.0.1")]  # after the stop, before the launch
     assert result["diff"]["before"]["command"] == old["command"]
     assert result["diff"]["after"]["command"] == old["command"] + " --mem-fraction-static 0.85"
     assert result["stopped"]["signalled"] == STOPPED["signalled"]
