@@ -414,7 +414,15 @@ def _finite(value):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _non_finite(value):
+    """NaN or an infinity, as a float or as the word the client printed."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, str) and value.strip().lower() in (
+        "nan", "-nan", "inf", "-inf", "+inf", "infinity", "-infinity")
 
 
 def parse_jsonl(text):
@@ -486,15 +494,15 @@ def normalize_result(obj):
     metrics, reported = {}, {}
     for key, value in obj.items():
         if key in JSONL_METRICS:
-            metrics[JSONL_METRICS[key]] = _finite(value)
+            metrics[JSONL_METRICS[key]] = value
         elif LATENCY_RE.match(key):
-            metrics[key] = _finite(value)
+            metrics[key] = value
         elif key in REPORTED_KEYS:
             reported[key] = _finite(value)
         elif key in DETAIL_KEYS or key == "server_info":
             continue
-        elif _is_number(value):
-            metrics[key] = _finite(value)  # a metric from a newer client: keep it
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[key] = value  # a metric from a newer client: keep it
     return {"metrics": metrics, "reported": reported, "server_info": obj.get("server_info")}
 
 
@@ -539,6 +547,14 @@ def build_record(spec, exit_status, duration_s, jsonl_text=None, stdout="", stde
     metrics, reported, server_info = {}, {}, None
     if parsed is not None:
         metrics = dict(parsed["metrics"])
+        # nan/inf (a figure over no requests, a zero duration): unknown, never zero, and never
+        # the NaN/Infinity tokens that are not JSON.
+        for key in sorted(metrics):
+            if _non_finite(metrics[key]):
+                warnings.append("%s was not a finite number (%s) in bench_serving's %s; treated "
+                                "as unknown" % (key, str(metrics[key]).strip().lower(),
+                                                "JSONL" if source == "jsonl" else "summary"))
+                metrics[key] = None
         reported = dict(parsed["reported"])
         server_info = scrub(parsed.get("server_info"), secrets)
         completed = metrics.get("completed")

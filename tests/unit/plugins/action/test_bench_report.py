@@ -145,3 +145,47 @@ def test_unknown_option_is_refused_by_the_task_name(tmp_path, run_module):
     assert result["msg"].startswith("Unsupported parameters for (sglang_rocm.fleet.bench_report) module: "
                                     "outlier_tolerence.")
     assert not (tmp_path / "r1").exists()
+
+
+# ----------------------------------------------------------- non-finite figures (issue 15)
+
+def nan_records():
+    """gpu-02's medium tier as bench_serving 0.5.7 printed it with nan TTFTs and an inf peak."""
+    out = records()
+    spec = _bench.validate_tiers([{"name": "medium", "num_prompts": 80, "max_concurrency": 16}])[0]
+    with open(os.path.join(FIXTURES, "stdout_0.5.7_medium_nan.txt"), encoding="utf-8") as fh:
+        out[1] = _bench.build_record(spec, 0, 60.0, stdout=fh.read())
+    return out
+
+
+def test_nan_in_the_printed_summary_still_writes_every_host_report(tmp_path, run_module):
+    recs = {h: records() for h in HOSTS}
+    recs["gpu-02"] = nan_records()
+    result = run_module(base_args(tmp_path, records=recs))
+    assert result["_rc"] == 0, result.get("msg")
+    data = json.loads((tmp_path / "r1" / "fleet_report.json").read_text())  # strict JSON
+    medium = data["hosts"][1]["tiers"]["medium"]
+    # unknown, never zero; the other figures of that tier are kept
+    assert medium["metrics"]["median_ttft_ms"] is None
+    assert medium["metrics"]["max_output_tokens_per_s"] is None
+    assert medium["metrics"]["output_throughput"] == 1300.37
+    assert any("median_ttft_ms" in w and "not a finite number" in w for w in medium["warnings"])
+    assert [h["host"] for h in data["hosts"]] == HOSTS
+    assert data["fleet"]["medium"]["median_ttft_ms"]["n"] == 2
+
+
+def test_non_finite_record_values_are_unknown_with_a_note(tmp_path, run_module):
+    """Records from any source (an older module, a hand-made file) may carry NaN/inf."""
+    recs = {h: records() for h in HOSTS}
+    recs["gpu-03"][0]["metrics"]["median_tpot_ms"] = float("nan")
+    recs["gpu-03"][0]["metrics"]["output_throughput"] = float("inf")
+    result = run_module(base_args(tmp_path, records=recs, store_as_baseline=str(tmp_path / "b.json")))
+    assert result["_rc"] == 0, result.get("msg")
+    text = (tmp_path / "r1" / "fleet_report.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text)
+    low = data["hosts"][2]["tiers"]["low"]
+    assert low["metrics"]["median_tpot_ms"] is None and low["metrics"]["output_throughput"] is None
+    assert any("gpu-03 / low: median_tpot_ms" in n and "treated as unknown" in n for n in data["notes"])
+    assert low["status"] != "ok" or low["warnings"]
+    json.loads((tmp_path / "b.json").read_text())  # the stored baseline is strict JSON too

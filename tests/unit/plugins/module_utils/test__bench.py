@@ -477,3 +477,32 @@ def test_run_plan_survives_an_unwritable_results_dir():
         "'/var/lib/sglang-bench/r1/low.jsonl'",
         "could not write /var/lib/sglang-bench/r1/low.log: [Errno 13] Permission denied: "
         "'/var/lib/sglang-bench/r1/low.log'"]
+
+
+# ------------------------------------------------------- non-finite figures (issue 15)
+
+def test_nan_and_inf_in_the_printed_summary_are_unknown_with_a_note():
+    s = spec(name="medium", num_prompts=80, max_concurrency=16)
+    rec = _bench.build_record(s, 0, 60.0, stdout=fixture("stdout_0.5.7_medium_nan.txt"))
+    m = rec["metrics"]
+    assert rec["source"] == "stdout" and rec["status"] == "ok"
+    assert m["mean_ttft_ms"] is None and m["median_ttft_ms"] is None and m["p99_ttft_ms"] is None
+    assert m["max_output_tokens_per_s"] is None  # inf: unknown, not a number and not zero
+    assert m["output_throughput"] == 1300.37 and m["completed"] == 80
+    assert rec["reported"]["request_rate"] == "inf"  # a real setting, not a figure
+    assert ("median_ttft_ms was not a finite number (nan) in bench_serving's summary; treated "
+            "as unknown") in rec["warnings"]
+    assert any(w.startswith("max_output_tokens_per_s was not a finite number (inf)")
+               for w in rec["warnings"])
+    json.dumps(rec, allow_nan=False)  # nothing non-finite reaches Ansible
+
+
+def test_infinity_in_the_jsonl_is_unknown_not_the_word_inf():
+    line = json.loads(fixture("jsonl_0.5.7_medium.jsonl").splitlines()[-1])
+    line["median_tpot_ms"] = float("inf")
+    s = spec(name="medium", num_prompts=80, max_concurrency=16)
+    rec = _bench.build_record(s, 0, 60.0, jsonl_text=json.dumps(line) + "\n")
+    assert rec["source"] == "jsonl" and rec["metrics"]["median_tpot_ms"] is None
+    assert any(w.startswith("median_tpot_ms was not a finite number (inf) in bench_serving's JSONL")
+               for w in rec["warnings"])
+    json.dumps(rec, allow_nan=False)
