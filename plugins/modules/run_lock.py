@@ -76,6 +76,10 @@ action:
   returned: always
   type: str
   sample: take
+msg:
+  description: What was done, or, when a lock was broken or (in check mode) is held, why.
+  returned: always
+  type: str
 holder:
   description: The lock found on the host (its run id, controller, start time, TTL), if any.
   returned: always
@@ -138,7 +142,8 @@ def main():
             if remove and not module.check_mode:
                 os.unlink(path)
             module.exit_json(changed=remove, action="release" if remove else "none",
-                             holder=_holder(text))
+                             holder=_holder(text), msg=warning or (
+                                 "released the run lock %s" % path if remove else "no lock to release"))
         if p["ttl"] < 1:
             module.fail_json(msg="ttl must be a number of seconds >= 1 (sglang_run_lock_ttl), got %d"
                              % p["ttl"])
@@ -149,14 +154,14 @@ def main():
             action, message = _run_lock.decide(assessment, host, path, p["break_lock"])
             result = dict(action=action, holder=assessment["holder"])
             if action == "keep":
-                module.exit_json(changed=False, **result)
+                module.exit_json(changed=False, msg="this run holds the run lock %s" % path, **result)
             if action == "fail":
                 if module.check_mode:
                     module.warn(message)
-                    module.exit_json(changed=False, **result)
+                    module.exit_json(changed=False, msg=message, **result)
                 module.fail_json(msg=message, **result)
             if module.check_mode:
-                module.exit_json(changed=True, **result)
+                module.exit_json(changed=True, msg=message or "", **result)
             if action == "break":
                 module.warn(message)
                 try:
@@ -170,7 +175,7 @@ def main():
                     raise
                 text = _read(path)  # another run took it between our read and our create
                 continue
-            module.exit_json(changed=True, **result)
+            module.exit_json(changed=True, msg=message or "took the run lock %s" % path, **result)
     except OSError as exc:
         module.fail_json(msg="%s: could not %s the run lock %s: %s" % (
             host, "release" if p["state"] == "absent" else "take", path, exc))

@@ -56,7 +56,7 @@ def test_break_lock_takes_a_held_lock(tmp_path):
     take(tmp_path, "r1")
     result = take(tmp_path, "r2", break_lock=True)
     assert result["_rc"] == 0 and result["action"] == "break" and result["changed"]
-    assert "broken (sglang_run_lock_break=true)" in json.dumps(result["warnings"])
+    assert result["msg"].endswith("broken (sglang_run_lock_break=true)")
     assert json.loads((tmp_path / "run.lock").read_text())["run_id"] == "r2"
 
 
@@ -89,7 +89,7 @@ def test_check_mode_creates_and_removes_nothing(tmp_path):
     take(tmp_path, "r1")
     result = run_module({"path": str(tmp_path / "run.lock"), "run_id": "r2"}, check_mode=True)
     assert result["_rc"] == 0 and not result["changed"]
-    assert "is held by run r1" in json.dumps(result["warnings"])
+    assert "is held by run r1" in result["msg"]
     run_module({"path": str(tmp_path / "run.lock"), "run_id": "r1", "state": "absent"},
                check_mode=True)
     assert (tmp_path / "run.lock").exists()
