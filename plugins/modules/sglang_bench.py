@@ -32,7 +32,7 @@ description:
     finished tier's record to C(<tier>.record.json) as the tier completes (every record to
     C(summary.json) at the end); each file is written whole or not at all (temporary file, fsync,
     rename). A C(nan) or C(inf) figure is recorded as unknown (C(null)) with a warning.
-  - With O(collect_reason), nothing runs: the records of the tiers that finished are read back
+  - With O(collect_reason), nothing runs; the records of the tiers that finished are read back
     from O(results_dir) and the others are returned with status V(not_run) and that reason (the
     benchmark role does this when the async job ran out of time or was killed).
 author:
