@@ -567,4 +567,3 @@ def render_html(document):
     parts += [_html_block(block) for block in document["blocks"]]
     parts.append("</main></body></html>\n")
     return "".join(parts)
-

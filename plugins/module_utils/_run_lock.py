@@ -71,10 +71,10 @@ def assess(text, run_id, now, summary_exists=lambda path: False):
                 "reason": "the lock file is corrupt: %s; content %r" % (exc, text[:200])}
     if lock["run_id"] == run_id:
         return {"state": "ours", "holder": lock, "reason": None}
-    if now > lock["started"] + lock["ttl"]:
+    expires = lock["started"] + lock["ttl"]
+    if now > expires:
         return {"state": "stale", "holder": lock,
-                "reason": "expired at %s (TTL %d s)" % (iso(lock["started"] + lock["ttl"]),
-                                                         lock["ttl"])}
+                "reason": "expired at %s (TTL %d s)" % (iso(expires), lock["ttl"])}
     if lock.get("summary_path") and summary_exists(lock["summary_path"]):
         return {"state": "stale", "holder": lock,
                 "reason": "that run finished (it wrote %s) without releasing the lock"

@@ -227,8 +227,8 @@ def test_a_full_results_disk_names_the_path_and_keeps_the_previous_report(tmp_pa
         subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
-def test_an_unwritable_report_keeps_the_previous_one_and_names_the_file(tmp_path, run_module,
-                                                                       monkeypatch):
+def test_an_unwritable_report_keeps_the_previous_one_and_names_the_file(
+        tmp_path, run_module, monkeypatch):
     assert run_module(base_args(tmp_path))["_rc"] == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "r1").iterdir()}
 
