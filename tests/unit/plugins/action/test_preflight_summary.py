@@ -63,3 +63,20 @@ def test_hosts_without_a_report_fact_or_unknown_to_the_inventory_are_errors(tmp_
     assert out["failed_hosts"] == ["gpu02", "gpu03", "gpu04"]
     assert out["summary"][:3] == ["preflight run1: 4 hosts, 1 pass, 0 warn, 1 fail, 2 without a report",
                                   "report: %s" % (tmp_path / "preflight.md"), "FAIL numa_balancing on 1 host: gpu02"]
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_summary(tmp_path, run_action, monkeypatch):
+    """issue 15: the summary is replaced whole or not at all."""
+    import os
+    run_action({"hosts": ["gpu01", "gpu02"], "run_id": "run1", "results_dir": str(tmp_path)})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    out = run_action({"hosts": ["gpu01"], "run_id": "run1", "results_dir": str(tmp_path)})
+    monkeypatch.undo()
+    assert out["failed"]
+    assert "could not write %s: No space left on device" % (tmp_path / "preflight.json") in out["msg"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
