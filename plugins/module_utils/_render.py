@@ -22,11 +22,12 @@ import io
 import json
 import math
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._files import (  # noqa: F401 (re-exported)
-    json_safe,
-    write_atomic,
-    write_files,
-)
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _files
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._files import json_safe
+
+# The one writer of result files (the host-side modules use it too, from _files).
+write_atomic = _files.write_atomic
+write_files = _files.write_files
 
 
 def is_number(value):

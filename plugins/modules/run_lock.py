@@ -60,7 +60,7 @@ EXAMPLES = r"""
   sglang_rocm.fleet.run_lock:
     path: /var/cache/sglang/run.lock
     run_id: "{{ sglang_run_id }}"
-    controller: "{{ lookup('ansible.builtin.pipe', 'hostname') }}"
+    controller: "{{ lookup('ansible.builtin.pipe', 'uname -n') }}"
     ttl: 21600
 
 - name: Release it

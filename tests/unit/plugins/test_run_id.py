@@ -13,7 +13,7 @@ def test_runs_started_in_the_same_second_get_distinct_sortable_ids():
     task = yaml.safe_load(TASKS.read_text())[0]
     expression = task["ansible.builtin.set_fact"]["sglang_run_id"]
     templar = Templar(loader=DataLoader(), variables={})
-    ids = [templar.template(trust_as_template(expression)) for _ in range(200)]
+    ids = [templar.template(trust_as_template(expression)) for attempt in range(200)]
     assert all(re.match(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$", run_id) for run_id in ids), ids[:3]
     assert len({run_id.split("-")[0] for run_id in ids}) <= 2  # the same second (or the next)
     assert len(set(ids)) == len(ids)  # yet no two runs share an id
