@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 
 LOCK_KEYS = ("run_id", "controller", "started", "ttl", "summary_path")
 BREAK_VARIABLE = "sglang_run_lock_break"
@@ -116,3 +117,29 @@ def release_decision(text, run_id):
     if lock["run_id"] != run_id:
         return False, "the run lock is held by %s, not by this run; left as it is" % describe(lock)
     return True, None
+
+
+# ------------------------------------------------------------------------- the run id
+
+def new_run_id(now, token):
+    """A run id: the UTC second (so ids sort by time), then ``token`` (random hex) so that two
+    runs started in the same second never share one."""
+    return "%s-%s" % (datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ"), token)
+
+
+def claim_run_dir(results_dir, run_id, mkdir):
+    """Create ``<results_dir>/<run_id>`` for this run only: an existing one is never merged into.
+
+    ``mkdir(path)`` creates one directory and raises FileExistsError when it exists. Returns the
+    path; raises FileExistsError naming it.
+    """
+    path = os.path.join(results_dir, run_id)
+    try:
+        mkdir(path)
+    except FileExistsError:
+        raise FileExistsError(
+            17, "the results directory %s of the new run id already exists: another run made it; "
+                "nothing was written to it. Run again (a new id is drawn), or give sglang_run_id "
+                "explicitly to add to that run's results" % path)
+    return path
