@@ -53,6 +53,10 @@ options:
     description: Break a lock held by another run (stale, corrupt or not) and take it.
     type: bool
     default: false
+  host_name:
+    description: The host's name in messages (its inventory name); the host's own name when empty.
+    type: str
+    default: ''
 """
 
 EXAMPLES = r"""
@@ -129,9 +133,10 @@ def main():
         ttl=dict(type="int", default=21600),
         summary_path=dict(type="path"),
         break_lock=dict(type="bool", default=False),
+        host_name=dict(type="str", default=""),
     ), supports_check_mode=True)
     p = module.params
-    host = socket.gethostname()
+    host = p["host_name"] or socket.gethostname()
     path = p["path"]
     try:
         text = _read(path)

@@ -26,7 +26,7 @@ def run_module(args, check_mode=False):
 
 def take(tmp_path, run_id, **extra):
     return run_module(dict({"path": str(tmp_path / "run.lock"), "run_id": run_id,
-                            "controller": "ctl01", "ttl": 3600}, **extra))
+                            "controller": "ctl01", "ttl": 3600, "host_name": "gpu07"}, **extra))
 
 
 def test_take_keep_and_release(tmp_path):
@@ -46,6 +46,7 @@ def test_a_second_run_fails_naming_the_holder_and_releases_nothing(tmp_path):
     result = take(tmp_path, "r2")
     assert result["_rc"] == 1 and result["holder"]["run_id"] == "r1"
     assert "is held by run r1 (controller ctl01, started " in result["msg"]
+    assert result["msg"].startswith("gpu07: the run lock %s is held" % (tmp_path / "run.lock"))
     assert "sglang_run_lock_break=true" in result["msg"]
     result = run_module({"path": str(tmp_path / "run.lock"), "run_id": "r2", "state": "absent"})
     assert result["_rc"] == 0 and not result["changed"]
