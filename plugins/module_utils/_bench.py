@@ -28,6 +28,11 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli impo
     exec_argv,
     timed,
 )
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._files import (
+    WriteError,
+    json_text,
+    write_atomic,
+)
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import (
     MASK,
     mask_text,
@@ -330,6 +335,7 @@ def plan_run(params, specs):
             "read": exec_(["cat", "--", out]),
             "raw_path": os.path.join(params["results_dir"], name + ".jsonl"),
             "log_path": os.path.join(params["results_dir"], name + ".log"),
+            "record_path": record_path(params["results_dir"], name),
         }
         if spec["prime_prompts"]:
             tier["prime"] = outer(bench_argv(spec, output_file=prime_out,
@@ -337,6 +343,8 @@ def plan_run(params, specs):
         tiers.append(tier)
     return {
         "container_dir": cdir,
+        "results_dir": params["results_dir"],
+        "run_id": params["run_id"],
         "prepare": exec_(["mkdir", "-p", "--", cdir]),
         "env": hidden_env,
         "tiers": tiers,
@@ -414,7 +422,15 @@ def _finite(value):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _non_finite(value):
+    """NaN or an infinity, as a float or as the word the client printed."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, str) and value.strip().lower() in (
+        "nan", "-nan", "inf", "-inf", "+inf", "infinity", "-infinity")
 
 
 def parse_jsonl(text):
@@ -486,15 +502,15 @@ def normalize_result(obj):
     metrics, reported = {}, {}
     for key, value in obj.items():
         if key in JSONL_METRICS:
-            metrics[JSONL_METRICS[key]] = _finite(value)
+            metrics[JSONL_METRICS[key]] = value
         elif LATENCY_RE.match(key):
-            metrics[key] = _finite(value)
+            metrics[key] = value
         elif key in REPORTED_KEYS:
             reported[key] = _finite(value)
         elif key in DETAIL_KEYS or key == "server_info":
             continue
-        elif _is_number(value):
-            metrics[key] = _finite(value)  # a metric from a newer client: keep it
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[key] = value  # a metric from a newer client: keep it
     return {"metrics": metrics, "reported": reported, "server_info": obj.get("server_info")}
 
 
@@ -539,6 +555,14 @@ def build_record(spec, exit_status, duration_s, jsonl_text=None, stdout="", stde
     metrics, reported, server_info = {}, {}, None
     if parsed is not None:
         metrics = dict(parsed["metrics"])
+        # nan/inf (a figure over no requests, a zero duration): unknown, never zero, and never
+        # the NaN/Infinity tokens that are not JSON.
+        for key in sorted(metrics):
+            if _non_finite(metrics[key]):
+                warnings.append("%s was not a finite number (%s) in bench_serving's %s; treated "
+                                "as unknown" % (key, str(metrics[key]).strip().lower(),
+                                                "JSONL" if source == "jsonl" else "summary"))
+                metrics[key] = None
         reported = dict(parsed["reported"])
         server_info = scrub(parsed.get("server_info"), secrets)
         completed = metrics.get("completed")
@@ -603,12 +627,29 @@ def _utc_now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+RECORD_SUFFIX = ".record.json"
+SUMMARY_FILE = "summary.json"
+
+
+def record_path(results_dir, tier_name):
+    """Where a finished tier's record is kept on the host (the async job may not return)."""
+    return os.path.join(results_dir, tier_name + RECORD_SUFFIX)
+
+
 def _write_file(path, text):
+    """Write a result file on the host whole or not at all (temp file, fsync, rename)."""
     directory = os.path.dirname(path)
     if directory:
-        os.makedirs(directory, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(exc.errno, "could not create the directory %s: %s"
+                             % (directory, exc.strerror or exc)) from exc
+    write_atomic(path, text)
+
+
+def _write_problem(path, exc):
+    return str(exc) if isinstance(exc, WriteError) else "could not write %s: %s" % (path, exc)
 
 
 def short_step(run, argv, clock):
@@ -632,7 +673,10 @@ def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, s
     """Run every tier of a plan; a failing tier never loses the records of the others.
 
     run(argv, env) -> (rc, stdout, stderr) runs one command on the host; env holds the
-    variables the docker CLI forwards by name.
+    variables the docker CLI forwards by name. Each finished tier's record is written to
+    ``<results_dir>/<tier>.record.json`` as it completes, and every record to
+    ``<results_dir>/summary.json`` at the end, so a job killed by its async budget loses only
+    the tiers that had not finished (collect_records reads them back).
     """
     records = []
     rc, out, err, problem = short_step(run, plan["prepare"], clock)
@@ -675,12 +719,60 @@ def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, s
                 write(tier[key], text)
                 saved[key] = tier[key]
             except OSError as exc:
-                problems.append("could not write %s: %s" % (tier[key], exc))
+                problems.append(_write_problem(tier[key], exc))
         record = build_record(
             tier["spec"], rc, duration, jsonl_text=jsonl, stdout=out, stderr=err,
             raw_path=saved.get("raw_path"), log_path=saved.get("log_path"), secrets=secrets,
             started=started, finished=finished, argv=tier["bench_argv"], priming=priming)
         record["warnings"].extend(problems + [step for step in steps if step])
+        _save(write, tier.get("record_path"), record, record)
+        records.append(record)
+    if plan.get("results_dir"):
+        _save(write, os.path.join(plan["results_dir"], SUMMARY_FILE),
+              {"run_id": plan.get("run_id"), "finished": now(), "records": records},
+              records[-1] if records else None)
+    return records
+
+
+def _save(write, path, data, record):
+    """Write ``data`` as strict JSON to ``path``; a failure becomes a warning on ``record``."""
+    if not path:
+        return
+    try:
+        write(path, json_text(data))
+    except OSError as exc:
+        if record is not None:
+            record["warnings"].append(_write_problem(path, exc))
+
+
+def collect_records(specs, results_dir, reason, read=None):
+    """The records of the tiers that finished, read back from the host; the rest as not run.
+
+    Used when the benchmark job did not return (its async budget ran out, it was killed):
+    ``reason`` says why, and names the tiers that have no record.
+    """
+    def _read(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+
+    read = read or _read
+    records = []
+    for spec in specs:
+        path = record_path(results_dir, spec["name"])
+        record, problem = None, None
+        try:
+            record = json.loads(read(path))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            problem = "its record %s cannot be read (%s)" % (path, exc)
+        if isinstance(record, dict) and record.get("tier") == spec["name"]:
+            records.append(record)
+            continue
+        record = build_record(spec, None, None)
+        record.update(status="not_run", error="tier %r did not finish: %s%s" % (
+            spec["name"], reason or "the benchmark job ended early",
+            "; " + problem if problem else ""))
         records.append(record)
     return records
 

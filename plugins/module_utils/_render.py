@@ -21,8 +21,13 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _files
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._files import json_safe
+
+# The one writer of result files (the host-side modules use it too, from _files).
+write_atomic = _files.write_atomic
+write_files = _files.write_files
 
 
 def is_number(value):
@@ -292,7 +297,9 @@ def render_csv(tbl):
 
 
 def render_json(model):
-    return json.dumps(model, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    # json_safe: a NaN/inf that escaped the model's own checks is written as null, never as the
+    # NaN/Infinity tokens that are not JSON (and never crashes the report).
+    return json.dumps(json_safe(model), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
 # ---------------------------------------------------------------------------- HTML
@@ -561,27 +568,3 @@ def render_html(document):
     parts += [_html_block(block) for block in document["blocks"]]
     parts.append("</main></body></html>\n")
     return "".join(parts)
-
-
-# ---------------------------------------------------------------------------- files
-
-def write_atomic(path, text):
-    """Replace ``path`` atomically (a reader never sees half a file); mode 0644."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_files(directory, texts):
-    """Write {path: text} under ``directory`` (created 0755 if missing), each atomically."""
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    for path, text in texts.items():
-        write_atomic(path, text)

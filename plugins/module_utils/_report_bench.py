@@ -17,6 +17,7 @@ import os
 import statistics
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _render as R
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._files import json_safe, json_text
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import is_number as _is_number
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import number_text as _fmt
 
@@ -92,10 +93,14 @@ def check_tolerances(tolerances):
     return {k: v for k, v in merged.items() if v is not None}
 
 
+def _refuse_constant(token):
+    raise ValueError("%s is not JSON (a metric must be a finite number or null)" % token)
+
+
 def parse_baseline(text, path="<baseline>"):
     """Parse and check a baseline document; errors name the file and the line."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:
         line = getattr(exc, "lineno", None)
         where = "line %s column %s" % (line, getattr(exc, "colno", "?")) if line else "?"
@@ -228,7 +233,7 @@ def build_report(hosts, records, host_status=None, image_digests=None, baseline=
         if extra not in names:
             names.append(extra)
 
-    tiers, entries = [], []
+    tiers, entries, non_finite = [], [], []
     for name in names:
         recs = _records_of((records or {}).get(name))
         stage = host_status.get(name) or {}
@@ -238,8 +243,17 @@ def build_report(hosts, records, host_status=None, image_digests=None, baseline=
         for rec in recs:
             if rec["tier"] not in tiers:
                 tiers.append(rec["tier"])
-            tier = {k: rec.get(k) for k in RECORD_KEYS}
-            tier["metrics"] = dict(rec.get("metrics") or {})
+            # A NaN/inf (from the client's printed summary, an older module, a hand-made
+            # file) is unknown, never zero, and never reaches the JSON report.
+            found = []
+            tier = json_safe({k: rec.get(k) for k in RECORD_KEYS}, found=found)
+            tier["metrics"] = dict(tier.get("metrics") or {})
+            tier["warnings"] = list(tier.get("warnings") or [])
+            for where in found:
+                text = "%s was not a finite number (nan or inf); treated as unknown" % (
+                    where[len("metrics."):] if where.startswith("metrics.") else where)
+                tier["warnings"].append(text)
+                non_finite.append("%s / %s: %s" % (name, rec["tier"], text))
             tier["outlier"] = False
             tier["comparison"] = None
             entry["tiers"][rec["tier"]] = tier
@@ -255,7 +269,7 @@ def build_report(hosts, records, host_status=None, image_digests=None, baseline=
             entry["status"] = "degraded"
         entries.append(entry)
 
-    violations, incomplete, outliers, notes = [], [], [], []
+    violations, incomplete, outliers, notes = [], [], [], list(non_finite)
     for entry in entries:
         if entry["status"] == "stage_failed":
             incomplete.append({"host": entry["host"], "tier": None, "stage": entry["stage"],
@@ -737,4 +751,4 @@ def write_report(report, output_dir):
 
 
 def write_baseline(path, baseline):
-    R.write_files(os.path.dirname(path) or ".", {path: json.dumps(baseline, indent=2) + "\n"})
+    R.write_files(os.path.dirname(path) or ".", {path: json_text(baseline)})

@@ -28,7 +28,13 @@ description:
     computed, and a tier with any failed request gets status C(failed).
   - Secrets are scrubbed from the client's C(server_info) (C(api_key) and any key named like a
     key, token, secret or password) and from saved logs before anything is written or returned.
-  - The scrubbed JSONL and a log of each tier are written to O(results_dir) on the host.
+  - The scrubbed JSONL and a log of each tier are written to O(results_dir) on the host, and each
+    finished tier's record to C(<tier>.record.json) as the tier completes (every record to
+    C(summary.json) at the end); each file is written whole or not at all (temporary file, fsync,
+    rename). A C(nan) or C(inf) figure is recorded as unknown (C(null)) with a warning.
+  - With O(collect_reason), nothing runs; the records of the tiers that finished are read back
+    from O(results_dir) and the others are returned with status V(not_run) and that reason (the
+    benchmark role does this when the async job ran out of time or was killed).
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
 options:
@@ -118,6 +124,12 @@ options:
         C(<container_results_dir>/<run_id>/<tier>.jsonl) and are removed before each tier.
     type: str
     default: /tmp/sglang-bench
+  collect_reason:
+    description:
+      - Run nothing; return the records of the tiers that finished (C(<tier>.record.json) under
+        O(results_dir)), and the other tiers as V(not_run) with this text as the reason.
+      - For a benchmark job that did not return, for example one its async budget killed.
+    type: str
   fail_on_error:
     description:
       - Fail the task, after every tier has run, when any tier's status is not V(ok).
@@ -187,8 +199,8 @@ records:
   description:
     - One record per tier, in tier order, also when the module fails.
     - C(status) is V(ok) when all requests succeeded, V(failed) when the client ran but some
-      requests failed, and V(error) when there is no result (non-zero exit, timeout, nothing
-      parsed).
+      requests failed, V(error) when there is no result (non-zero exit, timeout, nothing
+      parsed), and V(not_run) (only with O(collect_reason)) when the tier did not finish.
     - C(metrics) holds the client's figures under its own names (C(output_throughput),
       C(median_tpot_ms), C(p99_itl_ms), ...) plus C(duration_s) (benchmark phase), C(completed),
       C(failed), C(num_prompts) and the token totals.
@@ -236,6 +248,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._address import 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import DockerCli, exec_argument_spec
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._bench import (
     BenchSpecError,
+    collect_records,
     plan_run,
     run_plan,
     summarize,
@@ -259,6 +272,7 @@ def argument_spec():
         run_id=dict(type="str", required=True),
         results_dir=dict(type="path", required=True),
         container_results_dir=dict(type="str", default="/tmp/sglang-bench"),
+        collect_reason=dict(type="str"),
         fail_on_error=dict(type="bool", default=True),
     )
 
@@ -279,14 +293,17 @@ def main():
                      read=t["read"]) for t in plan["tiers"]]
     result = dict(changed=True, results_dir=p["results_dir"], commands=commands, records=[],
                   failed_tiers=[])
-    if module.check_mode:
+    if p["collect_reason"]:
+        result["changed"] = False
+        records = collect_records(specs, p["results_dir"], p["collect_reason"])
+    elif module.check_mode:
         module.exit_json(**result)
+    else:
+        def run(argv, env):
+            return docker.run(argv, env=env)[:3]
 
-    def run(argv, env):
-        return docker.run(argv, env=env)[:3]
-
-    secrets = [p["api_key"]] + list(plan["env"].values())
-    records = run_plan(plan, run, secrets=[s for s in secrets if s])
+        secrets = [p["api_key"]] + list(plan["env"].values())
+        records = run_plan(plan, run, secrets=[s for s in secrets if s])
     result.update(records=records, failed_tiers=[r["tier"] for r in records if r["status"] != "ok"])
     if p["fail_on_error"] and result["failed_tiers"]:
         module.fail_json(msg="benchmark tier(s) did not pass: %s" % summarize(records), **result)

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(TOP / "plugins" / "module_utils"))
-from _render import COLORS  # noqa: E402  (the palette the report was drawn with)
+sys.path.insert(0, str(TOP / ".build"))  # make collection-link: the collection by its own name
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import COLORS  # noqa: E402  (the palette the report was drawn with)
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

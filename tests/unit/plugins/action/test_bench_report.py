@@ -145,3 +145,122 @@ def test_unknown_option_is_refused_by_the_task_name(tmp_path, run_module):
     assert result["msg"].startswith("Unsupported parameters for (sglang_rocm.fleet.bench_report) module: "
                                     "outlier_tolerence.")
     assert not (tmp_path / "r1").exists()
+
+
+# ----------------------------------------------------------- non-finite figures (issue 15)
+
+def nan_records():
+    """gpu-02's medium tier as bench_serving 0.5.7 printed it with nan TTFTs and an inf peak."""
+    out = records()
+    spec = _bench.validate_tiers([{"name": "medium", "num_prompts": 80, "max_concurrency": 16}])[0]
+    with open(os.path.join(FIXTURES, "stdout_0.5.7_medium_nan.txt"), encoding="utf-8") as fh:
+        out[1] = _bench.build_record(spec, 0, 60.0, stdout=fh.read())
+    return out
+
+
+def test_nan_in_the_printed_summary_still_writes_every_host_report(tmp_path, run_module):
+    recs = {h: records() for h in HOSTS}
+    recs["gpu-02"] = nan_records()
+    result = run_module(base_args(tmp_path, records=recs))
+    assert result["_rc"] == 0, result.get("msg")
+    data = json.loads((tmp_path / "r1" / "fleet_report.json").read_text())  # strict JSON
+    medium = data["hosts"][1]["tiers"]["medium"]
+    # unknown, never zero; the other figures of that tier are kept
+    assert medium["metrics"]["median_ttft_ms"] is None
+    assert medium["metrics"]["max_output_tokens_per_s"] is None
+    assert medium["metrics"]["output_throughput"] == 1300.37
+    assert any("median_ttft_ms" in w and "not a finite number" in w for w in medium["warnings"])
+    assert [h["host"] for h in data["hosts"]] == HOSTS
+    assert data["fleet"]["medium"]["median_ttft_ms"]["n"] == 2
+
+
+def test_non_finite_record_values_are_unknown_with_a_note(tmp_path, run_module):
+    """Records from any source (an older module, a hand-made file) may carry NaN/inf."""
+    recs = {h: records() for h in HOSTS}
+    recs["gpu-03"][0]["metrics"]["median_tpot_ms"] = float("nan")
+    recs["gpu-03"][0]["metrics"]["output_throughput"] = float("inf")
+    result = run_module(base_args(tmp_path, records=recs, store_as_baseline=str(tmp_path / "b.json")))
+    assert result["_rc"] == 0, result.get("msg")
+    text = (tmp_path / "r1" / "fleet_report.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text)
+    low = data["hosts"][2]["tiers"]["low"]
+    assert low["metrics"]["median_tpot_ms"] is None and low["metrics"]["output_throughput"] is None
+    assert any("gpu-03 / low: median_tpot_ms" in n and "treated as unknown" in n for n in data["notes"])
+    assert low["status"] != "ok" or low["warnings"]
+    json.loads((tmp_path / "b.json").read_text())  # the stored baseline is strict JSON too
+
+
+# ------------------------------------------------------ a full disk, a refused write (issue 15)
+
+def _fill(directory):
+    """Fill the filesystem of ``directory`` to the last byte."""
+    fd = os.open(os.path.join(directory, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a 1 MiB tmpfs (root only)")
+def test_a_full_results_disk_names_the_path_and_keeps_the_previous_report(tmp_path, run_module):
+    import subprocess
+    mnt = tmp_path / "results"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                      check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = mnt / "r1"
+        assert run_module(base_args(tmp_path, output_dir=str(out)))["_rc"] == 0
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        _fill(str(mnt))
+        recs = {h: records(tpot_factor=2.0) for h in HOSTS}
+        result = run_module(base_args(tmp_path, output_dir=str(out), records=recs))
+        assert result["_rc"] == 1
+        assert "No space left on device" in result["msg"]
+        assert "could not write %s/fleet_report." % out in result["msg"]
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # intact, no temp file
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_an_unwritable_report_keeps_the_previous_one_and_names_the_file(
+        tmp_path, run_module, monkeypatch):
+    assert run_module(base_args(tmp_path))["_rc"] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r1").iterdir()}
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    result = run_module(base_args(tmp_path, records={h: records(tpot_factor=2.0) for h in HOSTS}))
+    monkeypatch.undo()
+    assert result["_rc"] == 1
+    assert "could not write %s: No space left on device" % (tmp_path / "r1" / "fleet_report.json") \
+        in result["msg"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r1").iterdir()} == before
+
+
+def test_a_refused_baseline_write_keeps_the_stored_baseline(tmp_path, run_module, monkeypatch):
+    stored = tmp_path / "baseline.json"
+    assert run_module(base_args(tmp_path, store_as_baseline=str(stored)))["_rc"] == 0
+    before = stored.read_text()
+    real_replace = os.replace
+
+    def denied(src, dst):
+        if dst == str(stored):
+            raise PermissionError(13, "Permission denied")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", denied)
+    result = run_module(base_args(tmp_path / "again", store_as_baseline=str(stored),
+                                  records={h: records(tpot_factor=2.0) for h in HOSTS}))
+    monkeypatch.undo()
+    assert result["_rc"] == 1
+    assert "could not write %s: Permission denied" % stored in result["msg"]
+    assert stored.read_text() == before
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".baseline.json.")]

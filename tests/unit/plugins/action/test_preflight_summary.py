@@ -80,3 +80,20 @@ def test_drift_fail_fails_the_odd_host_out(tmp_path, run_action):
                       "drift_fail": ["fw.mec"]}, hostvars)
     assert out["drift_failed"] == ["gpu02"] == out["failed_hosts"]
     assert "fw.mec 166, majority 177 (2 of 3 hosts with device 0x74a1)" in out["drift_messages"]["gpu02"]
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_summary(tmp_path, run_action, monkeypatch):
+    """issue 15: the summary is replaced whole or not at all."""
+    import os
+    run_action({"hosts": ["gpu01", "gpu02"], "run_id": "run1", "results_dir": str(tmp_path)})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    out = run_action({"hosts": ["gpu01"], "run_id": "run1", "results_dir": str(tmp_path)})
+    monkeypatch.undo()
+    assert out["failed"]
+    assert "could not write %s: No space left on device" % (tmp_path / "preflight.json") in out["msg"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

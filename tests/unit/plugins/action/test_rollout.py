@@ -106,3 +106,21 @@ def test_images_fails_only_for_missing_references():
         {"reference": "r:2", "found": False, "status": 404, "message": "manifest unknown"}]},
         {"inventory_hostname": "gpu01", "sglang_docker_host": "unix:///d.sock"})
     assert out["failed"] and "The registry has no image r:2 (404: manifest unknown)" in out["msg"]
+
+
+def test_a_full_disk_names_the_summary_file_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    """issue 15: upgrade_summary.json is replaced whole or not at all."""
+    import os
+    path = tmp_path / "run1" / "upgrade_summary.json"
+    task_vars = {"ansible_play_hosts_all": [], "hostvars": {}, "ansible_play_batch": []}
+    assert not run_action({"step": "summary", "settings": SETTINGS, "path": str(path)}, task_vars).get("failed")
+    before = path.read_bytes()
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    out = run_action({"step": "summary", "settings": SETTINGS, "path": str(path)}, task_vars)
+    monkeypatch.undo()
+    assert out["failed"] and "could not write %s: No space left on device" % path in out["msg"]
+    assert path.read_bytes() == before and os.listdir(path.parent) == ["upgrade_summary.json"]

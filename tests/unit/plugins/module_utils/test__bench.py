@@ -441,7 +441,9 @@ def test_run_plan_keeps_earlier_tiers_when_one_fails(tmp_path):
     assert records[0]["raw_path"] is None
     saved = (tmp_path / "medium.jsonl").read_text()
     assert "fixture-secret" not in saved and "Infinity" in saved
-    assert sorted(os.listdir(tmp_path)) == ["high.log", "low.log", "medium.jsonl", "medium.log"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "high.log", "high.record.json", "low.log", "low.record.json", "medium.jsonl",
+        "medium.log", "medium.record.json", "summary.json"]
     assert "ValueError: Warmup failed" in (tmp_path / "high.log").read_text()
     assert _bench.summarize(records).startswith("high: error (bench_serving exited with status 1")
 
@@ -476,7 +478,87 @@ def test_run_plan_survives_an_unwritable_results_dir():
         "could not write /var/lib/sglang-bench/r1/low.jsonl: [Errno 13] Permission denied: "
         "'/var/lib/sglang-bench/r1/low.jsonl'",
         "could not write /var/lib/sglang-bench/r1/low.log: [Errno 13] Permission denied: "
-        "'/var/lib/sglang-bench/r1/low.log'"]
+        "'/var/lib/sglang-bench/r1/low.log'",
+        "could not write /var/lib/sglang-bench/r1/low.record.json: [Errno 13] Permission denied: "
+        "'/var/lib/sglang-bench/r1/low.record.json'",
+        "could not write /var/lib/sglang-bench/r1/summary.json: [Errno 13] Permission denied: "
+        "'/var/lib/sglang-bench/r1/summary.json'"]
+
+
+# ------------------------------------------------------- non-finite figures (issue 15)
+
+def test_nan_and_inf_in_the_printed_summary_are_unknown_with_a_note():
+    s = spec(name="medium", num_prompts=80, max_concurrency=16)
+    rec = _bench.build_record(s, 0, 60.0, stdout=fixture("stdout_0.5.7_medium_nan.txt"))
+    m = rec["metrics"]
+    assert rec["source"] == "stdout" and rec["status"] == "ok"
+    assert m["mean_ttft_ms"] is None and m["median_ttft_ms"] is None and m["p99_ttft_ms"] is None
+    assert m["max_output_tokens_per_s"] is None  # inf: unknown, not a number and not zero
+    assert m["output_throughput"] == 1300.37 and m["completed"] == 80
+    assert rec["reported"]["request_rate"] == "inf"  # a real setting, not a figure
+    assert ("median_ttft_ms was not a finite number (nan) in bench_serving's summary; treated "
+            "as unknown") in rec["warnings"]
+    assert any(w.startswith("max_output_tokens_per_s was not a finite number (inf)")
+               for w in rec["warnings"])
+    json.dumps(rec, allow_nan=False)  # nothing non-finite reaches Ansible
+
+
+def test_infinity_in_the_jsonl_is_unknown_not_the_word_inf():
+    line = json.loads(fixture("jsonl_0.5.7_medium.jsonl").splitlines()[-1])
+    line["median_tpot_ms"] = float("inf")
+    s = spec(name="medium", num_prompts=80, max_concurrency=16)
+    rec = _bench.build_record(s, 0, 60.0, jsonl_text=json.dumps(line) + "\n")
+    assert rec["source"] == "jsonl" and rec["metrics"]["median_tpot_ms"] is None
+    assert any(w.startswith("median_tpot_ms was not a finite number (inf) in bench_serving's JSONL")
+               for w in rec["warnings"])
+    json.dumps(rec, allow_nan=False)
+
+
+def test_collect_records_reads_finished_tiers_and_names_a_corrupt_record(tmp_path):
+    specs = _bench.validate_tiers([{"name": n, "num_prompts": 10, "max_concurrency": 1}
+                                   for n in ("low", "medium", "high")])
+    low = _bench.build_record(specs[0], 0, 30.0, stdout=fixture("stdout_0.5.7_low.txt"))
+    (tmp_path / "low.record.json").write_text(json.dumps(low))
+    (tmp_path / "medium.record.json").write_text('{"tier": "medium", "sta')  # not ours: torn
+    records = _bench.collect_records(specs, str(tmp_path), "the job was killed")
+    assert [(r["tier"], r["status"]) for r in records] == [
+        ("low", "ok"), ("medium", "not_run"), ("high", "not_run")]
+    assert records[1]["error"].startswith(
+        "tier 'medium' did not finish: the job was killed; its record %s cannot be read"
+        % (tmp_path / "medium.record.json"))
+    assert records[2]["error"] == "tier 'high' did not finish: the job was killed"
+
+
+def test_host_result_files_are_atomic_and_a_full_disk_names_the_path(tmp_path, monkeypatch):
+    target = tmp_path / "r1" / "low.jsonl"
+    _bench._write_file(str(target), "old\n")
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError) as exc:
+        _bench._write_file(str(target), "new and longer\n" * 1000)
+    monkeypatch.undo()
+    assert exc.value.errno == 28
+    assert str(exc.value) == "[Errno 28] could not write %s: No space left on device" % target
+    assert target.read_text() == "old\n"  # the previous file is intact
+    assert os.listdir(tmp_path / "r1") == ["low.jsonl"]  # no temporary file left
+
+
+def test_host_result_file_permission_denied_names_the_path(tmp_path, monkeypatch):
+    target = tmp_path / "low.record.json"
+    target.write_text("{}")
+
+    def denied(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", denied)
+    with pytest.raises(OSError) as exc:
+        _bench._write_file(str(target), "{\"tier\": \"low\"}")
+    monkeypatch.undo()
+    assert exc.value.errno == 13 and str(target) in str(exc.value)
+    assert target.read_text() == "{}" and os.listdir(tmp_path) == ["low.record.json"]
 
 
 class WedgedHost(FakeHost):

@@ -82,6 +82,17 @@ def test_baseline_shape_errors(text, expected):
         _report.parse_baseline(text, "b.json")
 
 
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_a_baseline_with_a_non_finite_metric_is_refused_naming_the_token(tmp_path, token):
+    """issue 15: a hand-edited (or once json.dumps-ed) baseline with NaN is not JSON."""
+    path = tmp_path / "baseline.json"
+    path.write_text('{"tiers": {"low": {"metrics": {"median_tpot_ms": %s}}}}' % token)
+    with pytest.raises(_report.ReportError) as exc:
+        _report.load_baseline(str(path))
+    assert str(exc.value).startswith("baseline file %s does not parse as JSON at " % path)
+    assert "%s is not JSON (a metric must be a finite number or null)" % token in str(exc.value)
+
+
 def test_missing_baseline_file(tmp_path):
     with pytest.raises(_report.ReportError, match="cannot be read"):
         _report.load_baseline(str(tmp_path / "nope.json"))

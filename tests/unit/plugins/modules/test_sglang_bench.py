@@ -115,7 +115,9 @@ def test_runs_every_tier_and_returns_records(tmp_path):
     assert medium["server_info"]["api_key"] == "********"
     assert result["failed_tiers"] == []
     assert result["results_dir"] == str(tmp_path / "r1")
-    assert sorted(os.listdir(tmp_path / "r1")) == ["low.log", "medium.jsonl", "medium.log"]
+    assert sorted(os.listdir(tmp_path / "r1")) == ["low.log", "low.record.json", "medium.jsonl",
+                                                   "medium.log", "medium.record.json",
+                                                   "summary.json"]
     everything = json.dumps(result) + "".join(p.read_text() for p in (tmp_path / "r1").iterdir())
     assert KEY not in everything
 
@@ -180,3 +182,42 @@ def test_offline_without_dataset_fails_clearly(tmp_path):
                                check_mode=True)
     assert calls == [] and result["_rc"] == 1
     assert "tier 'low' (tiers[0]): dataset_path is required in offline mode" in result["msg"]
+
+
+# ------------------------------------------- an async budget that runs out (issue 15)
+
+def test_a_killed_job_keeps_the_tiers_that_finished(tmp_path):
+    """The async job is killed while the medium tier runs: the low tier's record survives on the
+    host, and collect_reason returns it with medium marked not run, with the reason."""
+    outputs = {"low": (0, fixture("stdout_0.5.7_low.txt"), "", None)}
+
+    def answers(argv, env):
+        if "--output-file" in argv and "/medium." in argv[argv.index("--output-file") + 1]:
+            raise SystemExit(-9)  # what async_wrapper's SIGKILL leaves: nothing returned
+        return host_answers(outputs)(argv, env)
+
+    with pytest.raises(json.JSONDecodeError):  # the module printed nothing
+        run_module(base_args(tmp_path), answers)
+    assert sorted(os.listdir(tmp_path / "r1")) == ["low.log", "low.record.json"]
+
+    reason = "async task did not complete within the requested time - 120s"
+    result, calls = run_module(base_args(tmp_path, collect_reason=reason, fail_on_error=False))
+    assert calls == []  # nothing ran on the host
+    assert result["_rc"] == 0 and result["changed"] is False
+    low, medium = result["records"]
+    assert (low["tier"], low["status"], low["metrics"]["output_throughput"]) == ("low", "ok", 176.86)
+    assert low["log_path"] == str(tmp_path / "r1" / "low.log")
+    assert (medium["tier"], medium["status"]) == ("medium", "not_run")
+    assert medium["error"] == "tier 'medium' did not finish: " + reason
+    assert result["failed_tiers"] == ["medium"]
+
+    result, _calls = run_module(base_args(tmp_path, collect_reason=reason))
+    assert result["_rc"] == 1 and "medium: not_run" in result["msg"]
+
+
+def test_collect_reason_still_refuses_bad_tiers(tmp_path):
+    result, calls = run_module(base_args(tmp_path, collect_reason="timed out",
+                                         tiers=[{"name": "low", "num_prompts": 0,
+                                                 "max_concurrency": 1}]))
+    assert result["_rc"] == 1 and calls == []
+    assert "num_prompts must be an integer >= 1" in result["msg"]
