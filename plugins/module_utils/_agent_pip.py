@@ -190,7 +190,9 @@ def index_urls(request, configured_index):
 
 
 def pip_argv(python, request, missing, constraint_file, pip_version, dry_run=False):
-    """argv of the pip install for the MISSING requirement texts."""
+    """argv of the pip install for the MISSING requirement texts. The indexes are not on it:
+    their URLs may carry credentials, and an argv is visible to ``ps`` in the container and on
+    the host, so they travel in pip's environment (index_env)."""
     argv = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
             "--progress-bar", "off", "--constraint", constraint_file,
             "--timeout", str(int(request.get("timeout") or 60)),
@@ -199,13 +201,8 @@ def pip_argv(python, request, missing, constraint_file, pip_version, dry_run=Fal
         argv.append("--root-user-action=ignore")
     if request.get("wheelhouse"):
         argv.extend(["--no-index", "--find-links", request["wheelhouse"]])
-    else:
-        if request.get("index_url"):
-            argv.extend(["--index-url", request["index_url"]])
-        for url in request.get("extra_index_urls") or []:
-            argv.extend(["--extra-index-url", url])
-        if request.get("ca_bundle"):
-            argv.extend(["--cert", request["ca_bundle"]])
+    elif request.get("ca_bundle"):
+        argv.extend(["--cert", request["ca_bundle"]])
     if dry_run:
         argv.append("--dry-run")
     argv.extend(request.get("extra_args") or [])
@@ -321,8 +318,22 @@ def check_index(url, request, key):
     return None
 
 
+def index_env(request):
+    """PIP_INDEX_URL and PIP_EXTRA_INDEX_URL (space-separated, as pip reads it) for the indexes
+    of REQUEST: pip's environment, never its argv. None of them offline (a wheelhouse)."""
+    if request.get("wheelhouse"):
+        return {}
+    env = {}
+    if request.get("index_url"):
+        env["PIP_INDEX_URL"] = request["index_url"]
+    if request.get("extra_index_urls"):
+        env["PIP_EXTRA_INDEX_URL"] = " ".join(request["extra_index_urls"])
+    return env
+
+
 def _pip_env(request):
     env = dict(os.environ)
+    env.update(index_env(request))
     for var in ("http_proxy", "https_proxy", "no_proxy"):
         value = request.get(var)
         if value:

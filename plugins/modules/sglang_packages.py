@@ -47,11 +47,17 @@ options:
     type: bool
     default: true
   index_url:
-    description: Package index (C(--index-url)); empty keeps the image's pip configuration or PyPI.
+    description:
+      - Package index (pip's C(index-url)); empty keeps the image's pip configuration or PyPI.
+      - It is treated as a secret, since it may carry credentials (C(https://user:token@host/simple)):
+        pip gets it in its environment (C(PIP_INDEX_URL)), never on a command line, and the
+        module's output masks it.
     type: str
     default: ""
   extra_index_urls:
-    description: Additional indexes (C(--extra-index-url)).
+    description:
+      - Additional indexes (pip's C(extra-index-url)), treated as secrets like O(index_url):
+        pip gets them in C(PIP_EXTRA_INDEX_URL), space-separated.
     type: list
     elements: str
     default: []
@@ -206,7 +212,7 @@ python:
   type: str
   sample: 3.12.3
 pip_output_tail:
-  description: Last 3000 characters of pip's output, with proxy credentials masked.
+  description: Last 3000 characters of pip's output, with proxy and index credentials masked.
   returned: when pip ran
   type: str
 """
@@ -228,8 +234,8 @@ def argument_spec():
         exec_argument_spec(),
         requirements=dict(type="list", elements="str", required=True),
         install=dict(type="bool", default=True),
-        index_url=dict(type="str", default=""),
-        extra_index_urls=dict(type="list", elements="str", default=[]),
+        index_url=dict(type="str", default="", no_log=True),
+        extra_index_urls=dict(type="list", elements="str", default=[], no_log=True),
         ca_bundle=dict(type="path"),
         http_proxy=dict(type="str", default="", no_log=True),
         https_proxy=dict(type="str", default="", no_log=True),

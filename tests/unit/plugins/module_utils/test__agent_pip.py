@@ -71,13 +71,44 @@ def test_pip_argv_online_offline_and_dry_run():
     assert P.pip_argv("/opt/venv/bin/python3", request, ["tiktoken==0.14.0"], "/tmp/c.txt", "23.0.1") == [
         "/opt/venv/bin/python3", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
         "--progress-bar", "off", "--constraint", "/tmp/c.txt", "--timeout", "30", "--retries", "2",
-        "--root-user-action=ignore", "--index-url", "https://mirror/simple",
-        "--extra-index-url", "https://extra/simple", "--cert", CA, "--pre", "tiktoken==0.14.0"]
+        "--root-user-action=ignore", "--cert", CA, "--pre", "tiktoken==0.14.0"]
     offline = P.pip_argv("python3", {"wheelhouse": "/c/wheelhouse", "index_url": "https://x"},
                          ["a"], "/tmp/c.txt", "21.3", dry_run=True)
     assert "--root-user-action=ignore" not in offline
     assert offline[-5:] == ["--no-index", "--find-links", "/c/wheelhouse", "--dry-run", "a"]
     assert "--index-url" not in offline
+
+
+def test_index_credentials_travel_in_pips_environment_never_on_its_argv():
+    request = {"index_url": "https://alice:SENTINEL-index@mirror/simple",
+               "extra_index_urls": ["https://bob:SENTINEL-extra1@extra/simple", "https://SENTINEL-extra2@x/s"]}
+    argv = P.pip_argv("python3", request, ["tiktoken"], "/tmp/c.txt", "23.0.1")
+    assert "SENTINEL" not in " ".join(argv) and "--index-url" not in argv and "--extra-index-url" not in argv
+    assert P.index_env(request) == {
+        "PIP_INDEX_URL": "https://alice:SENTINEL-index@mirror/simple",
+        "PIP_EXTRA_INDEX_URL": "https://bob:SENTINEL-extra1@extra/simple https://SENTINEL-extra2@x/s"}
+    assert P.index_env(dict(request, wheelhouse="/c/wheelhouse")) == {}
+    assert P.index_env({}) == {}
+
+
+def test_install_gives_pip_the_indexes_in_its_environment():
+    seen = {}
+
+    def fake_run(argv, env=None, timeout=None):
+        seen.update(argv=argv, env=env)
+        return 0, "Looking in indexes: https://alice:****@mirror/simple\nWould install tiktoken-0.14.0"
+
+    request = {"requirements": ["not-installed-pkg-xyz"], "dry_run": True,
+               "index_url": "https://alice:SENTINEL-index@mirror/simple",
+               "extra_index_urls": ["https://bob:SENTINEL-extra@extra/simple"]}
+    with mock.patch.object(P, "installed_distributions", return_value={}), \
+            mock.patch.object(P, "_pip_version", return_value="23.0"), \
+            mock.patch.object(P, "check_index", return_value=None), \
+            mock.patch.object(P, "_run", side_effect=fake_run):
+        P.do_install(request)
+    assert "SENTINEL" not in " ".join(seen["argv"])
+    assert seen["env"]["PIP_INDEX_URL"] == "https://alice:SENTINEL-index@mirror/simple"
+    assert seen["env"]["PIP_EXTRA_INDEX_URL"] == "https://bob:SENTINEL-extra@extra/simple"
 
 
 @pytest.mark.parametrize("args, message", [
