@@ -49,14 +49,14 @@ options:
   index_url:
     description:
       - Package index (pip's C(index-url)); empty keeps the image's pip configuration or PyPI.
-      - It is treated as a secret, since it may carry credentials (C(https://user:token@host/simple)):
+      - It is treated as a secret, since it may carry credentials (C(https://user:token@host/simple)).
         pip gets it in its environment (C(PIP_INDEX_URL)), never on a command line, and the
         module's output masks it.
     type: str
     default: ""
   extra_index_urls:
     description:
-      - Additional indexes (pip's C(extra-index-url)), treated as secrets like O(index_url):
+      - Additional indexes (pip's C(extra-index-url)), treated as secrets like O(index_url).
         pip gets them in C(PIP_EXTRA_INDEX_URL), space-separated.
     type: list
     elements: str
