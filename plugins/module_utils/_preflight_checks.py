@@ -291,8 +291,8 @@ def _partition_unreadable(facts, gpus):
             if gpu.get("%s_partition" % key) or path in seen:
                 continue  # logical GPUs of one physical GPU share its PCI function's files
             seen.add(path)
-            found.append("%s GPU %s (node %s): %s: %s" % (gpu["gfx"], gpu["pci_address"], gpu.get("node"),
-                                                         path, errors.get(path) or "missing"))
+            error = errors.get(path) or "missing"
+            found.append("%s GPU %s (node %s): %s: %s" % (gpu["gfx"], gpu["pci_address"], gpu.get("node"), path, error))
     return found
 
 
