@@ -297,8 +297,22 @@ def _configured_index(python, env):
     return None
 
 
+def split_credentials(url):
+    """(URL without its user:password part, headers that send them as pip does: Basic auth).
+    urllib cannot open a URL that carries credentials (it reads ``user:token@host`` as a port)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    userinfo, _at, hostport = parts.netloc.rpartition("@")
+    user, _colon, password = userinfo.partition(":")
+    token = base64.b64encode(("%s:%s" % (unquote(user), unquote(password))).encode("utf-8")).decode("ascii")
+    return urlunsplit(parts._replace(netloc=hostport)), {"Authorization": "Basic " + token}
+
+
 def check_index(url, request, key):
     """None when URL answers over HTTP (any status but 407 and 5xx), else the reason."""
+    import http.client
     import ssl
     import urllib.error
     import urllib.request
@@ -306,14 +320,16 @@ def check_index(url, request, key):
     handlers = [urllib.request.HTTPSHandler(context=context),
                 urllib.request.ProxyHandler(urllib.request.getproxies())]
     opener = urllib.request.build_opener(*handlers)
-    target = url.rstrip("/") + "/" + key + "/"
+    bare, headers = split_credentials(url)
+    target = bare.rstrip("/") + "/" + key + "/"
+    headers["User-Agent"] = "pip"
     try:
-        opener.open(urllib.request.Request(target, headers={"User-Agent": "pip"}),
+        opener.open(urllib.request.Request(target, headers=headers),
                     timeout=min(int(request.get("timeout") or 60), 30)).close()
     except urllib.error.HTTPError as exc:
         if exc.code == 407 or exc.code >= 500:
             return "HTTP %s from %s" % (exc.code, _redact(target))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         return str(getattr(exc, "reason", None) or exc)
     return None
 

@@ -44,6 +44,10 @@ def url_secrets(params):
     for value in urls + list(params.get("extra_index_urls") or []):
         for userinfo in _USERINFO.findall(value or ""):
             secrets.extend([value, userinfo])
+            # a traceback or pip may quote the password alone ("nonnumeric port: 'token@host'")
+            password = userinfo.partition(":")[2]
+            if len(password) >= 6:
+                secrets.append(password)
     return secrets
 
 

@@ -226,7 +226,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli impo
     exec_argument_spec,
     run_and_exit,
 )
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._packages import PackagesManager
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._packages import PackagesManager, url_secrets
 
 
 def argument_spec():
@@ -257,6 +257,8 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = dict(module.params)
     params["host"] = params["host"] or platform.node()
+    # the user:password parts too, masked by Ansible wherever they appear in the result
+    module.no_log_values.update(url_secrets(params))
     docker = DockerCli(module, params["docker_host"], params["exec_timeout"])
     manager = PackagesManager(params, docker, read_text, check_mode=module.check_mode,
                               want_diff=module._diff, warn=module.warn)

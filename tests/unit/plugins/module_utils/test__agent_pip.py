@@ -1,5 +1,6 @@
 """Unit tests of plugins/module_utils/_agent_pip.py, the in-container pip helper of the packages role."""
 
+import base64
 import json
 import os
 import subprocess
@@ -89,6 +90,39 @@ def test_index_credentials_travel_in_pips_environment_never_on_its_argv():
         "PIP_EXTRA_INDEX_URL": "https://bob:SENTINEL-extra1@extra/simple https://SENTINEL-extra2@x/s"}
     assert P.index_env(dict(request, wheelhouse="/c/wheelhouse")) == {}
     assert P.index_env({}) == {}
+
+
+def test_an_index_with_credentials_is_checked_with_basic_auth_not_a_bad_port():
+    """urllib reads https://user:token@host as a port and raised InvalidURL (a traceback that
+    quoted the token); the check sends the credentials as pip does, in an Authorization header."""
+    import http.server
+    import threading
+    seen = {}
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            seen.update(path=self.path, auth=self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Index)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = "http://alice:SENTINEL-index@127.0.0.1:%d/simple" % server.server_port
+        with mock.patch.dict(os.environ, {"no_proxy": "*"}):
+            assert P.check_index(url, {"timeout": 5}, "tiktoken") is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == {"path": "/simple/tiktoken/",
+                    "auth": "Basic " + base64.b64encode(b"alice:SENTINEL-index").decode()}
+    assert P.split_credentials("https://mirror/simple") == ("https://mirror/simple", {})
+    assert P.split_credentials("https://tok%40en@mirror/simple")[1]["Authorization"] == \
+        "Basic " + base64.b64encode(b"tok@en:").decode()
 
 
 def test_install_gives_pip_the_indexes_in_its_environment():

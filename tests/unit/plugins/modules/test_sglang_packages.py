@@ -134,7 +134,8 @@ def test_index_credentials_are_nowhere_in_the_result_or_the_error(run_module):
     done = dict(INSTALLED, pip_output_tail=echo + "\nSuccessfully installed sentencepiece-0.2.1")
     result = run_module({"index_url": index, "extra_index_urls": [extra]}, Docker(COLD, done))
     assert result["_rc"] == 0 and result["changed"] is True
-    error = {"error": "pip index %s is unreachable: %s; %s" % (index, echo, extra), "changed": False}
+    error = {"error": "pip index %s is unreachable: %s; %s; nonnumeric port: 'SENTINEL-index@mirror.example'"
+             % (index, echo, extra), "changed": False}
     failed = run_module({"index_url": index, "extra_index_urls": [extra]}, Docker(COLD, error))
     assert failed["_rc"] == 1 and "is unreachable" in failed["msg"]
     for raw in (result["_raw"], failed["_raw"]):
