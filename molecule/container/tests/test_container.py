@@ -93,9 +93,11 @@ def test_hardened_flags(host, config, hostvars):
     assert set(devices(config)) == {"/dev/kfd", "/dev/dri"}
     video = host.check_output("getent group video | cut -d: -f3")
     assert video in hc["GroupAdd"] and all(g.isdigit() for g in hc["GroupAdd"])
-    # only the cache and the results directory, never the host root
+    # only the cache, the results directory and the secret files, never the host root
     cache, results = hostvars["sglang_cache_dir"], hostvars["sglang_container_results_dir"]
-    assert sorted(hc["Binds"]) == sorted(["%s:%s:rw" % (cache, cache), "%s:%s:rw" % (results, results)])
+    secrets = hostvars["sglang_container_secrets_dir"]
+    assert sorted(hc["Binds"]) == sorted(["%s:%s:rw" % (cache, cache), "%s:%s:rw" % (results, results),
+                                          "%s:/run/sglang-secrets:ro" % secrets])
     assert hc["ShmSize"] == 16 * 1024 ** 3
     assert {u["Name"] for u in hc["Ulimits"]} == {"memlock", "stack"}
 
