@@ -16,7 +16,8 @@ DEB_PACKAGES := docker.io docker-registry openssh-server debootstrap iproute2 ip
 	python3-requests procps psmisc openssl shellcheck \
 	chromium
 
-GATES := lint sanity build unit compat integration e2e
+# build comes last: it must see what e2e (the demo) leaves in the checkout.
+GATES := lint sanity unit compat integration e2e build
 
 .PHONY: help deps venv collection-link unit lint sanity argspecs build compat integration e2e test demo clean
 

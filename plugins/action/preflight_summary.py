@@ -32,7 +32,7 @@ def _report_of(hostvars, host):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("hosts", "run_id", "results_dir"))
+    _VALID_ARGS = frozenset(("hosts", "run_id", "results_dir", "drift_fail"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -45,10 +45,14 @@ class ActionModule(ActionBase):
         if isinstance(hosts, str) or not is_sequence(hosts):
             return dict(result, failed=True, msg="preflight_summary: hosts must be a list of inventory names, got %s"
                         % type(hosts).__name__)
+        drift_fail = args.get("drift_fail") or []
+        if isinstance(drift_fail, str) or not is_sequence(drift_fail):
+            return dict(result, failed=True, msg="preflight_summary: drift_fail (sglang_preflight_drift_fail) must be a "
+                        "list of fact names such as [driver, fw.mec], got %s" % type(drift_fail).__name__)
         results_dir = os.path.expanduser(str(args["results_dir"]))
         reports = [(host, _report_of(task_vars["hostvars"], host)) for host in hosts]
         try:
-            result.update(write_summary(reports, str(args["run_id"]), results_dir))
+            result.update(write_summary(reports, str(args["run_id"]), results_dir, [str(f) for f in drift_fail]))
         except OSError as exc:
             return dict(result, failed=True,
                         msg="preflight_summary: could not write the fleet's preflight results under %s: %s. "

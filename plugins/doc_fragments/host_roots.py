@@ -40,4 +40,12 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
+  amd_smi_timeout:
+    description:
+      - Seconds one C(amd-smi) (or C(rocm-smi)) call may take; it runs under coreutils C(timeout)
+        and is killed 2 seconds after SIGTERM. A tool that does not answer in time is reported
+        like a missing one (a warning with O(amd_smi=auto), a failure with O(amd_smi=always))
+        and is not asked again in the same run.
+    type: int
+    default: 30
 """

@@ -25,9 +25,11 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 
@@ -270,10 +272,53 @@ def installed_distributions():
     return found
 
 
+# The time the whole request may take in the container (the request's ``deadline``, seconds: the
+# module's exec_timeout less a margin for the answer); main() sets it. Killing the docker CLI on
+# the host does not stop pip in the container, so the helper stops it itself.
+_DEADLINE = {"at": None, "seconds": None}
+
+
+def set_deadline(seconds, clock=time.monotonic):
+    _DEADLINE.update(at=clock() + float(seconds) if seconds else None, seconds=seconds)
+
+
+def remaining(clock=time.monotonic):
+    """Seconds left of the request's deadline (None: no deadline)."""
+    if _DEADLINE["at"] is None:
+        return None
+    return max(0.0, _DEADLINE["at"] - clock())
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
+
+
 def _run(argv, env=None, timeout=None):
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                          timeout=timeout, check=False)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+    """Run ARGV (in its own process group) until it exits or the deadline passes: then the whole
+    group is killed and PipError names the command and the limit."""
+    limit = timeout if timeout is not None else remaining()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    try:
+        out, _err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            out, _err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            out = b""
+        # the command's first words only: the rest may carry index URLs
+        command = " ".join([os.path.basename(argv[0])] + list(argv[1:4]))
+        tail = out.decode("utf-8", "replace").strip()[-1000:]
+        raise PipError("`%s` did not finish within %d s in the container and was killed with "
+                       "everything it started. The limit is exec_timeout (sglang_docker_exec_timeout) "
+                       "less a margin for the answer: raise it if pip only needs longer, or check "
+                       "the index and proxy settings%s"
+                       % (command, int(round(limit)), ". Last output:\n" + tail if tail else ""))
+    return proc.returncode, out.decode("utf-8", "replace")
 
 
 def _pip_version(python):
@@ -325,7 +370,8 @@ def check_index(url, request, key):
     headers["User-Agent"] = "pip"
     try:
         opener.open(urllib.request.Request(target, headers=headers),
-                    timeout=min(int(request.get("timeout") or 60), 30)).close()
+                    timeout=max(0.1, min(int(request.get("timeout") or 60), 30,
+                                         30 if remaining() is None else remaining()))).close()
     except urllib.error.HTTPError as exc:
         if exc.code == 407 or exc.code >= 500:
             return "HTTP %s from %s" % (exc.code, _redact(target))
@@ -482,6 +528,7 @@ def main(encoded):
     """One request (base64 of its JSON; the source itself arrives on stdin), one JSON answer line."""
     try:
         request = json.loads(base64.b64decode(encoded).decode("utf-8"))
+        set_deadline(request.get("deadline"))
         action = request.get("action")
         if action == "probe":
             answer = do_probe(request)

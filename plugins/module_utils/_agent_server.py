@@ -22,11 +22,21 @@ Operations (payload ``op``):
             left the group), wait, SIGKILL what is left, and confirm that nothing is left.
 
 Files in the state directory (0700): pid.json, spec.json, rc.json, config.yaml (0600, only
-when an API key is set; passed to the server with --config). Stdlib only, Python >= 3.6.
+when an API key is set; passed to the server with --config), salt (0600: a random per-container
+key that never leaves it) and key.json (0600: the HMAC of the API key under that salt, so that
+``status`` can tell whether the key changed while nothing derived from the key is published).
+Stdlib only, Python >= 3.6.
+
+Process ids are not trusted alone: pid.json records each process's start time (field 22 of
+/proc/PID/stat) and the generation of the container it ran in (boot id, pid namespace, start
+time of its PID 1). After a container restart or a reboot the recorded ids may belong to other
+processes: they are then neither reported alive nor signalled, and ``stop`` says so (``stale``).
 """
 
 import base64
 import errno
+import hashlib
+import hmac
 import json
 import os
 import select
@@ -41,6 +51,8 @@ PID_FILE = "pid.json"
 RC_FILE = "rc.json"
 SPEC_FILE = "spec.json"
 CONFIG_FILE = "config.yaml"
+SALT_FILE = "salt"
+KEY_FILE = "key.json"
 # the container role's secret files; env.NAME holds a secret-looking entry of sglang_container_env
 SECRET_ENV_DIR = "/run/sglang-secrets"
 SECRET_ENV_PREFIX = "env."
@@ -101,6 +113,49 @@ def proc_has_marker(pid, marker, proc="/proc"):
         return False
 
 
+def generation(proc="/proc"):
+    """What changes when the container restarts or the host reboots: the boot id, the pid
+    namespace and the start time of PID 1 (as this process sees them)."""
+    try:
+        with open("%s/sys/kernel/random/boot_id" % proc) as handle:
+            boot_id = handle.read().strip()
+    except OSError:
+        boot_id = None
+    try:
+        pid_ns = os.readlink("%s/self/ns/pid" % proc)
+    except OSError:
+        pid_ns = None
+    init = proc_stat(1, proc)
+    return {"boot_id": boot_id, "pid_ns": pid_ns, "init_start": init[4] if init else None}
+
+
+def stale_reason(record, proc="/proc"):
+    """Why the recorded process ids cannot be trusted any more, or None.
+
+    The record is stale when the container restarted or the host rebooted since the launch
+    (another generation), or when the recorded session id now leads a session that the recorded
+    supervisor did not start (the kernel reuses a number only once nothing uses it as a pid,
+    process group or session, so the launch's processes are all gone).
+    """
+    if not record:
+        return None
+    recorded = record.get("generation")
+    if recorded:
+        now = generation(proc)
+        changed = [name for name in ("boot_id", "pid_ns", "init_start")
+                   if recorded.get(name) is not None and now.get(name) != recorded.get(name)]
+        if changed:
+            return ("the container restarted (or the host rebooted) since the server was launched "
+                    "(%s changed)" % ", ".join(changed))
+    sid = record.get("sid")
+    if sid and record.get("supervisor_start") is not None:
+        leader = proc_stat(sid, proc)
+        if leader is not None and leader[4] != record["supervisor_start"]:
+            return ("pid %d now belongs to another process (started at tick %d, the recorded "
+                    "supervisor at tick %d)" % (sid, leader[4], record["supervisor_start"]))
+    return None
+
+
 def is_alive(pid, starttime, proc="/proc"):
     """True when ``pid`` runs and is the process recorded (same start time), not a zombie."""
     if not pid:
@@ -110,10 +165,12 @@ def is_alive(pid, starttime, proc="/proc"):
 
 
 def members(record, state_dir, proc="/proc"):
-    """Live processes of a launch: same session or group as the supervisor, or carrying the marker."""
+    """Live processes of a launch: same session or group as the supervisor, or carrying the marker.
+    A stale record (see stale_reason) names no session or group: only the marker counts then."""
     marker = ("%s=%s" % (MARKER, state_dir)).encode()
-    sid = record.get("sid") if record else None
-    pgid = record.get("pgid") if record else None
+    trusted = record is not None and stale_reason(record, proc) is None
+    sid = record.get("sid") if trusted else None
+    pgid = record.get("pgid") if trusted else None
     found = []
     me = os.getpid()
     for name in os.listdir(proc):
@@ -184,26 +241,64 @@ def scrub(data, variants):
     return data
 
 
-def status(payload):
+def key_digest(state_dir, api_key, create=False):
+    """HMAC-SHA256 of the API key under the container's own random salt (None without a key).
+    The salt is made on first use (0600) and never leaves the state directory."""
+    if not api_key:
+        return None
+    path = _path(state_dir, SALT_FILE)
+    try:
+        with open(path, "rb") as handle:
+            salt = handle.read()
+    except OSError:
+        salt = b""
+    if len(salt) < 16:
+        if not create:
+            return None
+        salt = os.urandom(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(salt)
+    return hmac.new(salt, api_key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def key_matches(state_dir, api_key):
+    """Whether ``api_key`` is the key the running server was launched with."""
+    recorded = (read_json(_path(state_dir, KEY_FILE)) or {}).get("key")
+    current = key_digest(state_dir, api_key)
+    if recorded is None or current is None:
+        return recorded is None and not api_key
+    return hmac.compare_digest(recorded, current)
+
+
+def status(payload, proc="/proc"):
     state_dir = payload["state_dir"]
     record = read_json(_path(state_dir, PID_FILE))
     out = {"present": record is not None, "spec": read_json(_path(state_dir, SPEC_FILE)),
            "rc": read_json(_path(state_dir, RC_FILE)), "log_tail": []}
-    if record is not None:
-        alive = is_alive(record.get("server"), record.get("server_start"))
-        supervisor = is_alive(record.get("supervisor"), record.get("supervisor_start"))
+    stale = stale_reason(record, proc)
+    if record is not None and stale is None:
+        alive = is_alive(record.get("server"), record.get("server_start"), proc)
+        supervisor = is_alive(record.get("supervisor"), record.get("supervisor_start"), proc)
         # The server just died and its supervisor is recording the exit status: give it a moment.
         deadline = time.monotonic() + 2.0
         while not alive and supervisor and out["rc"] is None and time.monotonic() < deadline:
             time.sleep(0.05)
             out["rc"] = read_json(_path(state_dir, RC_FILE))
-            supervisor = is_alive(record.get("supervisor"), record.get("supervisor_start"))
+            supervisor = is_alive(record.get("supervisor"), record.get("supervisor_start"), proc)
         out.update(pid=record.get("server"), supervisor_pid=record.get("supervisor"),
                    pgid=record.get("pgid"), alive=alive, launched_at=record.get("launched_at"))
+    elif record is not None:
+        out.update(pid=record.get("server"), alive=False, launched_at=record.get("launched_at"),
+                   stale="the recorded server (pid %s) is gone: %s" % (record.get("server"), stale))
+        if out["rc"] is None:
+            out["rc"] = {"rc": None, "error": out["stale"]}
     else:
         out["alive"] = False
-    group = members(record, state_dir)
-    out["members"] = [[pid, proc_comm(pid)] for pid in group]
+    if "api_key" in payload:
+        out["key_matches"] = key_matches(state_dir, payload["api_key"])
+    group = members(record, state_dir, proc)
+    out["members"] = [[pid, proc_comm(pid, proc)] for pid in group]
     if payload.get("log_lines") and (not out["alive"] or payload.get("always_tail")):
         out["log_tail"] = tail(payload["log_path"], int(payload["log_lines"]))
     return out
@@ -246,7 +341,8 @@ def _supervise(payload, handshake_fd):
         signal.signal(signum, signal.SIG_IGN)
     record = {"supervisor": os.getpid(), "supervisor_start": proc_stat(os.getpid())[4],
               "server": child.pid, "server_start": (proc_stat(child.pid) or [None] * 5)[4],
-              "pgid": os.getpgrp(), "sid": os.getsid(0), "launched_at": time.time()}
+              "pgid": os.getpgrp(), "sid": os.getsid(0), "launched_at": time.time(),
+              "generation": generation()}
     write_json(_path(state_dir, PID_FILE), record)
     _write_all(handshake_fd, json.dumps(record).encode())
     os.close(handshake_fd)
@@ -312,8 +408,11 @@ def launch(payload):
     if running:
         return {"error": "a server started from %s is still running (pids %s); stop it first"
                 % (state_dir, ", ".join(str(pid) for pid in running))}
-    for name in (PID_FILE, RC_FILE, CONFIG_FILE):
+    for name in (PID_FILE, RC_FILE, CONFIG_FILE, KEY_FILE):
         remove(_path(state_dir, name))
+    digest = key_digest(state_dir, payload.get("api_key"), create=True)
+    if digest:
+        write_json(_path(state_dir, KEY_FILE), {"key": digest}, mode=0o600)
     if payload.get("api_key"):
         # JSON string syntax is valid YAML; the file never leaves the container.
         fd = os.open(_path(state_dir, CONFIG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -354,46 +453,71 @@ def launch(payload):
             "launched_at": result["launched_at"]}
 
 
-def _signal_all(pids, signum):
+def _start_times(pids, proc="/proc"):
+    """{pid: start time} of the processes that still run."""
+    found = {}
     for pid in pids:
+        stat = proc_stat(pid, proc)
+        if stat is not None:
+            found[pid] = stat[4]
+    return found
+
+
+def _signal_all(pids, signum, starts, proc="/proc", kill=os.kill):
+    """Signal each pid only while it is still the process seen when it was chosen (same start
+    time): a pid that exited and was reused meanwhile is left alone."""
+    for pid in pids:
+        stat = proc_stat(pid, proc)
+        if stat is None or stat[4] != starts.get(pid):
+            continue
         try:
-            os.kill(pid, signum)
+            kill(pid, signum)
         except OSError:
             pass
 
 
-def _wait_gone(record, state_dir, seconds, signum, seen):
-    """Poll until no member is left; a member that appears meanwhile gets ``signum`` too."""
+def _wait_gone(record, state_dir, seconds, signum, starts, proc="/proc", kill=os.kill):
+    """Poll until no member is left; a member that appears meanwhile (a new pid, or a known pid
+    with another start time) gets ``signum`` too. ``starts`` maps each signalled pid to the start
+    time it had then."""
     deadline = time.monotonic() + seconds
-    left = members(record, state_dir)
+    left = members(record, state_dir, proc)
     while left and time.monotonic() < deadline:
-        fresh = [pid for pid in left if pid not in seen]
-        _signal_all(fresh, signum)
-        seen.update(fresh)
+        now = _start_times(left, proc)
+        fresh = [pid for pid in left if pid in now and now[pid] != starts.get(pid)]
+        starts.update((pid, now[pid]) for pid in fresh)
+        _signal_all(fresh, signum, starts, proc, kill)
         time.sleep(0.1)
-        left = members(record, state_dir)
+        left = members(record, state_dir, proc)
     return left
 
 
-def stop(payload):
+def stop(payload, proc="/proc", kill=os.kill):
     state_dir = payload["state_dir"]
     record = read_json(_path(state_dir, PID_FILE))
     started = time.monotonic()
-    targets = members(record, state_dir)
-    out = {"was_running": bool(targets), "signalled": [[pid, proc_comm(pid)] for pid in targets],
+    targets = members(record, state_dir, proc)
+    starts = _start_times(targets, proc)
+    out = {"was_running": bool(targets), "signalled": [[pid, proc_comm(pid, proc)] for pid in targets],
            "killed": [], "remaining": []}
+    stale = stale_reason(record, proc)
+    if stale:
+        out["stale"] = ("the recorded server (pid %s) is gone: %s; its recorded process ids were not "
+                        "signalled" % (record.get("server"), stale))
     if targets:
-        _signal_all(targets, signal.SIGTERM)
-        left = _wait_gone(record, state_dir, float(payload.get("stop_timeout", 30)), signal.SIGTERM, set(targets))
+        _signal_all(targets, signal.SIGTERM, starts, proc, kill)
+        left = _wait_gone(record, state_dir, float(payload.get("stop_timeout", 30)), signal.SIGTERM,
+                          starts, proc, kill)
         if left:
-            out["killed"] = [[pid, proc_comm(pid)] for pid in left]
-            _signal_all(left, signal.SIGKILL)
-            left = _wait_gone(record, state_dir, 10.0, signal.SIGKILL, set(left))
-        out["remaining"] = [[pid, proc_comm(pid)] for pid in left]
+            out["killed"] = [[pid, proc_comm(pid, proc)] for pid in left]
+            starts = _start_times(left, proc)
+            _signal_all(left, signal.SIGKILL, starts, proc, kill)
+            left = _wait_gone(record, state_dir, 10.0, signal.SIGKILL, starts, proc, kill)
+        out["remaining"] = [[pid, proc_comm(pid, proc)] for pid in left]
     out["waited"] = round(time.monotonic() - started, 3)
     out["rc"] = read_json(_path(state_dir, RC_FILE))
     if not out["remaining"]:
-        for name in (PID_FILE, SPEC_FILE, CONFIG_FILE):
+        for name in (PID_FILE, SPEC_FILE, CONFIG_FILE, KEY_FILE):
             remove(_path(state_dir, name))
     return out
 

@@ -611,6 +611,23 @@ def _write_file(path, text):
         handle.write(text)
 
 
+def short_step(run, argv, clock):
+    """Run one short docker exec (prepare, reset, read): (rc, stdout, stderr, problem), where
+    problem names the command and its limit when the call ran out of time, else None."""
+    start = clock()
+    rc, out, err = run(argv, None)
+    try:
+        limit = int(argv[2])
+        command = " ".join(shlex.quote(arg) for arg in argv[argv.index("exec") + 2:])
+    except (IndexError, ValueError):
+        return rc, out, err, None
+    if rc in (TIMEOUT_EXIT_CODE, KILLED_EXIT_CODE) and clock() - start >= limit:
+        return rc, out, err, ("`%s` in the container did not answer within %d s (exec_timeout, "
+                              "sglang_docker_exec_timeout), so the docker CLI was stopped; is the "
+                              "docker daemon or the container wedged?" % (command, limit))
+    return rc, out, err, None
+
+
 def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, secrets=()):
     """Run every tier of a plan; a failing tier never loses the records of the others.
 
@@ -618,10 +635,10 @@ def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, s
     variables the docker CLI forwards by name.
     """
     records = []
-    rc, out, err = run(plan["prepare"], None)
+    rc, out, err, problem = short_step(run, plan["prepare"], clock)
     if rc != 0:
         reason = "could not prepare %s in the container (docker exec exited %s): %s" % (
-            plan["container_dir"], rc, _tail(mask_text(err or out or "", secrets), 5))
+            plan["container_dir"], rc, problem or _tail(mask_text(err or out or "", secrets), 5))
         for tier in plan["tiers"]:
             record = build_record(tier["spec"], None, None, argv=tier["bench_argv"])
             record.update(status="error", error=reason)
@@ -629,7 +646,7 @@ def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, s
         return records
 
     for tier in plan["tiers"]:
-        run(tier["reset"], None)
+        steps = [short_step(run, tier["reset"], clock)[3]]
         priming = None
         if tier["prime"]:
             start = clock()
@@ -642,7 +659,8 @@ def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, s
         rc, out, err = run(tier["run"], plan["env"])
         duration = clock() - start
         finished = now()
-        crc, jsonl, _cerr = run(tier["read"], None)
+        crc, jsonl, _cerr, problem = short_step(run, tier["read"], clock)
+        steps.append(problem)
         jsonl = jsonl if crc == 0 and jsonl.strip() else None
 
         log = "$ %s\n# exit status %s after %.1f s\n--- stdout ---\n%s\n--- stderr ---\n%s\n" % (
@@ -662,7 +680,7 @@ def run_plan(plan, run, clock=time.monotonic, now=_utc_now, write=_write_file, s
             tier["spec"], rc, duration, jsonl_text=jsonl, stdout=out, stderr=err,
             raw_path=saved.get("raw_path"), log_path=saved.get("log_path"), secrets=secrets,
             started=started, finished=finished, argv=tier["bench_argv"], priming=priming)
-        record["warnings"].extend(problems)
+        record["warnings"].extend(problems + [step for step in steps if step])
         records.append(record)
     return records
 

@@ -200,6 +200,12 @@ class DockerCli:
         timed_out = limit is not None and rc in TIMED_OUT_STATUSES and elapsed >= limit
         return Completed(rc, out, err, timed_out, elapsed)
 
+    def command(self, args, timeout=None):
+        """Run ``docker --host H ARGS...`` (a daemon command, not an exec) under the time limit."""
+        limit = self.timeout if timeout is None else timeout
+        argv = timed([self.bin, "--host", self.docker_host or DEFAULT_HOST] + list(args), limit, self.timeout_bin)
+        return self.run(argv, limit=limit)
+
     def exec(self, container, command, data=None, timeout=None):
         """Run COMMAND in CONTAINER; ``data`` is fed to its stdin."""
         limit = self.timeout if timeout is None else timeout
@@ -207,12 +213,13 @@ class DockerCli:
         return self.run(argv, data=data, limit=limit)
 
     def call_agent(self, container, python, agent, payload, args=(), what="the agent",
-                   timeout=None, python_name="python", secrets=()):
+                   timeout=None, python_name="python", secrets=(), limit_name="exec_timeout"):
         """Send AGENT with PAYLOAD to ``PYTHON - ARGS...`` in CONTAINER and return its answer.
 
         Raises ContainerMissing, ContainerNotRunning, DaemonUnreachable, AgentTimedOut or
         AgentFailed, whose messages name ``what`` ran, the container, the daemon and the fix
-        (``python_name`` is what sets the interpreter); ``secrets`` are masked in every text.
+        (``python_name`` is what sets the interpreter, ``limit_name`` what set the time limit);
+        ``secrets`` are masked in every text.
         """
         where = "container %s on %s" % (container, self.docker_host)
         limit = self.timeout if timeout is None else timeout
@@ -220,9 +227,10 @@ class DockerCli:
         text = mask_text((done.stderr or done.stdout or "").strip(), secrets)
         if done.timed_out:
             raise AgentTimedOut(
-                "%s in %s did not answer within %s s (exec_timeout), so the docker CLI was stopped; "
-                "what it started in the container may still be running. Raise exec_timeout if it "
-                "only needs longer%s" % (what, where, limit, ": " + text[-2000:] if text else ""),
+                "%s in %s did not answer within %s s (%s), so the docker CLI was stopped; "
+                "what it started in the container may still be running. Raise %s if it "
+                "only needs longer%s" % (what, where, limit, limit_name, limit_name,
+                                         ": " + text[-2000:] if text else ""),
                 timed_out=True)
         answer = agent_answer(done.stdout)
         if answer is not None:

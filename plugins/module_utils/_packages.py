@@ -18,6 +18,7 @@ import re
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_pip
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
+    DEFAULT_EXEC_TIMEOUT,
     ContainerMissing,
     ModuleFailure,
     agent_stdin,
@@ -25,6 +26,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli impo
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import MASK, mask_text
 
 _USERINFO = re.compile(r"//([^/@\s]+)@")
+AGENT_MARGIN = 10  # seconds of exec_timeout left for the helper to answer after it stopped pip
 
 # request fields taken from the module's options as they are
 _REQUEST_FIELDS = ("index_url", "extra_index_urls", "http_proxy", "https_proxy", "no_proxy",
@@ -126,6 +128,9 @@ class PackagesManager:
                   **redact(result, self.secrets))
 
     def helper(self, request):
+        # the helper stops pip itself before the docker CLI is stopped (which would leave pip running)
+        exec_timeout = self.p.get("exec_timeout") or DEFAULT_EXEC_TIMEOUT
+        request = dict(request, deadline=max(1, exec_timeout - min(AGENT_MARGIN, exec_timeout // 4)))
         try:
             return self.docker.call_agent(self.p["container"], self.p["python"], _agent_pip, request,
                                           what="the pip helper", python_name="sglang_packages_python",

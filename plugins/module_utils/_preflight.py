@@ -24,6 +24,8 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_check
     _plural,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import missing_roots, root_error
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._drift import versioned_facts
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _firmware_rules
 
 __metaclass__ = type
 
@@ -91,6 +93,21 @@ def validate_inputs(params, host):
     if unknown:
         bad("skip", ", ".join(repr(n) for n in unknown), "names of checks: %s" % ", ".join(CHECKS),
             "correct the spelling or remove the entry from %s." % ROLE_VARIABLES["skip"])
+    for option, kind in (("pcie_min_speed_gts", "a number of GT/s >= 0 (32 is Gen5; 0 turns the floor off)"),
+                         ("max_ce_per_day", "a number >= 0 of correctable errors per GPU per day")):
+        number = _number(params.get(option))
+        if option in params and (number is None or number < 0):
+            bad(option, repr(params.get(option)), kind, "set %s to a non-negative number." % ROLE_VARIABLES[option])
+    for option, kind in (("pcie_min_width", "an integer >= 0 of lanes (16; 0 turns the floor off)"),
+                         ("max_bad_pages", "an integer >= 0 of retired pages per GPU")):
+        value = params.get(option)
+        if option in params and (not _is_int(value) or value < 0):
+            bad(option, repr(value), kind, "set %s to a non-negative integer." % ROLE_VARIABLES[option])
+    kernel_params = params.get("kernel_params")
+    if kernel_params is not None and (not isinstance(kernel_params, list) or not all(
+            isinstance(arg, str) and arg and not re.search(r"\s", arg) for arg in kernel_params)):
+        bad("kernel_params", repr(kernel_params), "a list of kernel arguments such as [pci=realloc=off, amd_iommu=on]",
+            "list one argument per item, without spaces, exactly as /proc/cmdline shows it.")
     for option in ("cache_dir", "sysctl_file", "rocm_path"):
         value = params.get(option)
         if value is not None and not os.path.isabs(str(value)):
@@ -113,14 +130,6 @@ def docker_status(result, docker_host):
         "local": host.startswith("unix://") or host.startswith("/"),
         "error": None if reachable else (result.get("msg") or "docker_host_info returned no host information"),
     }
-
-
-def docker_info_argv(docker_bin, docker_host, timeout=None, timeout_bin=None):
-    """argv of ``docker --host H info --format '{{json .}}'``, under coreutils timeout when given."""
-    argv = [docker_bin, "--host", docker_host or "unix:///var/run/docker.sock", "info", "--format", "{{json .}}"]
-    if timeout_bin and timeout:
-        argv = [timeout_bin, "--kill-after=2", "%ds" % int(timeout)] + argv
-    return argv
 
 
 def docker_status_from_cli(rc, stdout, stderr, docker_host, timeout=None):
@@ -156,18 +165,23 @@ def docker_status_from_cli(rc, stdout, stderr, docker_host, timeout=None):
     }
 
 
-def probe_docker(which, run, docker_host, timeout):
-    """Ask the daemon with the docker CLI; ``which(name)`` finds a binary, ``run(argv, environ_update=)``
-    returns (rc, stdout, stderr). Never raises: a missing CLI or a silent daemon is an answer."""
+DOCKER_INFO = ["info", "--format", "{{json .}}"]
+
+
+def probe_docker(docker, docker_host, timeout, missing=None):
+    """Ask the daemon ``docker info`` through the docker CLI seam (``docker``, a
+    _docker_cli.DockerCli: C locale, coreutils timeout of ``timeout`` seconds). ``missing`` names
+    the binary that is not on the host (``docker`` or ``timeout``) when there is no CLI to ask.
+    Never raises: a missing CLI or a silent daemon is an answer."""
     host = docker_host or "unix:///var/run/docker.sock"
-    docker_bin = which("docker")
-    if not docker_bin:
+    if docker is None:
         return {"host": host, "reachable": False, "version": None, "root_dir": None,
                 "local": host.startswith("unix://") or host.startswith("/"),
-                "error": "the docker CLI is not on the host's PATH (install docker.io or docker-ce-cli)"}
-    argv = docker_info_argv(docker_bin, host, timeout, which("timeout"))
-    rc, out, err = run(argv, environ_update={"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"})
-    return docker_status_from_cli(rc, out, err, host, timeout)
+                "error": "the docker CLI is not on the host's PATH (install docker.io or docker-ce-cli)"
+                if missing != "timeout" else
+                "coreutils timeout is not on the host's PATH, so docker info is not run without a time limit"}
+    done = docker.command(DOCKER_INFO, timeout=timeout)
+    return docker_status_from_cli(124 if done.timed_out else done.rc, done.stdout, done.stderr, host, timeout)
 
 
 def host_summary(facts, docker):
@@ -205,7 +219,12 @@ def evaluate_checks(facts, settings, host, docker=None, disks=None):
             entry["fix"] = None
         entry["remediation"] = None
         checks.append(entry)
-    return build_report(host, checks, host_summary(facts, docker))
+    report = build_report(host, checks, host_summary(facts, docker))
+    # What the fleet compares (drift by majority) and what the firmware rules require on this host.
+    applied = _firmware_rules.evaluate(facts)
+    report.update(versions=versioned_facts(facts, docker), firmware_rules=applied,
+                  firmware_env=_firmware_rules.env_defaults(applied))
+    return report
 
 
 def build_report(host, checks, summary):

@@ -18,6 +18,8 @@ from __future__ import absolute_import, division, print_function
 import os
 from collections import namedtuple
 
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._firmware_rules import evaluate as firmware_rules
+
 __metaclass__ = type
 
 GIB = 1 << 30
@@ -41,7 +43,16 @@ ROLE_VARIABLES = {
     "skip": "sglang_preflight_skip",
     "cache_dir": "sglang_cache_dir",
     "sysctl_file": "sglang_preflight_sysctl_file",
+    "pcie_min_speed_gts": "sglang_preflight_pcie_min_speed_gts",
+    "pcie_min_width": "sglang_preflight_pcie_min_width",
+    "max_bad_pages": "sglang_preflight_max_bad_pages",
+    "max_ce_per_day": "sglang_preflight_max_ce_per_day",
+    "kernel_params": "sglang_preflight_kernel_params",
 }
+# MI300-class PCI device ids (MI300A/X, MI308X, MI325X): Gen5 x16 parts.
+MI300_DEVICE_IDS = (0x74A0, 0x74A1, 0x74A2, 0x74A5)
+GRUB_FIX = ("edit GRUB_CMDLINE_LINUX in /etc/default/grub to read: %s - then run update-grub (or "
+            "grub2-mkconfig -o /boot/grub2/grub.cfg) and reboot; the role never reboots.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,21 +361,39 @@ def check_numa_balancing(ctx):
                   % (ctx["settings"].get("sysctl_file") or "/etc/sysctl.d/"))
 
 
+def grub_line(cmdline, missing):
+    """The GRUB_CMDLINE_LINUX line to write: today's arguments (without the boot ones) plus the missing ones."""
+    kept = [arg for arg in (cmdline or "").split()
+            if not arg.startswith(("BOOT_IMAGE=", "root=", "initrd=")) and arg not in ("ro", "rw")]
+    return 'GRUB_CMDLINE_LINUX="%s"' % " ".join(kept + [arg for arg in missing if arg not in kept])
+
+
 def check_iommu(ctx):
-    facts = ctx["facts"]
+    facts, settings = ctx["facts"], ctx["settings"]
+    wanted = list(settings.get("kernel_params") or [])
     expected = "iommu=pt on the kernel command line (IOMMU passthrough)"
+    if wanted:
+        expected += ", and %s (%s)" % (" ".join(wanted), ROLE_VARIABLES["kernel_params"])
     if facts.get("kernel_cmdline") is None:
         return _check("warn", "%s/cmdline unreadable" % facts["roots"]["proc_root"], expected, "see facts_readable.")
+    args = facts["kernel_cmdline"].split()
+    missing = [arg for arg in wanted if arg not in args]
     types = sorted(set(g["iommu_group_type"] for g in facts.get("gpus") or [] if g.get("iommu_group_type")))
     groups = " (GPU IOMMU groups: %s)" % ", ".join(types) if types else ""
+    lacking = "; missing %s" % " ".join(missing) if missing else ""
     if facts.get("iommu_passthrough"):
-        if "iommu=pt" in facts["kernel_cmdline"].split():
-            return _check("pass", "iommu=pt on the kernel command line" + groups, expected)
-        return _check("pass", "GPU IOMMU groups are identity (passthrough)", expected)
-    return _check("fail", "iommu=pt missing from the kernel command line" + groups, expected,
-                  "add iommu=pt (Intel CPUs: also intel_iommu=on) to GRUB_CMDLINE_LINUX in /etc/default/grub, run "
-                  "update-grub (or grub2-mkconfig -o /boot/grub2/grub.cfg) and reboot; the role never reboots. "
-                  "RCCL warns that without it the system can become unstable or hang.")
+        observed = ("iommu=pt on the kernel command line" + groups if "iommu=pt" in args
+                    else "GPU IOMMU groups are identity (passthrough)") + lacking
+        if not missing:
+            return _check("pass", observed, expected)
+        return _check("warn", observed, expected,
+                      "AMD's system acceptance guide requires %s (pci=realloc=off: GPUs whose SR-IOV BARs the BIOS did "
+                      "not allocate go missing without it): " % " and ".join(missing)
+                      + GRUB_FIX % grub_line(facts["kernel_cmdline"], missing))
+    return _check("fail", "iommu=pt missing from the kernel command line" + groups + lacking, expected,
+                  "add iommu=pt (Intel CPUs: also intel_iommu=on) and %s: " % (" ".join(missing) or "nothing else")
+                  + GRUB_FIX % grub_line(facts["kernel_cmdline"], ["iommu=pt"] + missing)
+                  + " RCCL warns that without iommu=pt the system can become unstable or hang.")
 
 
 def check_dev_mem(ctx):
@@ -510,6 +539,180 @@ def check_amd_smi(ctx):
     return _check("pass", observed, expected)
 
 
+def _gpu_label(gpu):
+    return "%s (node %d)" % (gpu.get("pci_address") or "?", gpu["node"])
+
+
+def _physical(gpus):
+    """One GPU per PCI function: partitions of one GPU share its link and counters."""
+    seen, result = set(), []
+    for gpu in gpus:
+        key = gpu.get("pci_address") or gpu["node"]
+        if key not in seen:
+            seen.add(key)
+            result.append(gpu)
+    return result
+
+
+def _link_text(link):
+    speed = link.get("current_speed_gts")
+    return "%s x%s" % ("%g GT/s" % speed if speed else "? GT/s", link.get("current_width") or "?")
+
+
+def check_pcie_link(ctx):
+    gpus, settings = _physical(ctx["facts"].get("gpus") or []), ctx["settings"]
+    min_speed, min_width = settings.get("pcie_min_speed_gts") or 0, settings.get("pcie_min_width") or 0
+    expected = "every GPU's link at its max; MI300-class at least %g GT/s x%d (%s, %s)" % (
+        min_speed, min_width, ROLE_VARIABLES["pcie_min_speed_gts"], ROLE_VARIABLES["pcie_min_width"])
+    if not gpus:
+        return _na("no KFD GPU nodes (see gpu_count)", expected)
+    links = [(gpu, (gpu.get("pcie") or {}).get("link")) for gpu in gpus]
+    if all(link is None for _gpu, link in links):
+        return _na("no PCIe link files (current_link_speed) for any GPU", expected)
+    slow, degraded, unknown = [], [], []
+    for gpu, link in links:
+        if link is None or not link.get("current_speed_gts") or not link.get("current_width"):
+            unknown.append(gpu)
+            continue
+        text = "%s %s via %s" % (_gpu_label(gpu), _link_text(link), link.get("source"))
+        if gpu.get("device_id") in MI300_DEVICE_IDS and (
+                link["current_speed_gts"] < min_speed or link["current_width"] < min_width):
+            slow.append("%s, below %g GT/s x%d" % (text, min_speed, min_width))
+        elif (link.get("max_speed_gts") and link["current_speed_gts"] < link["max_speed_gts"]) or (
+                link.get("max_width") and link["current_width"] < link["max_width"]):
+            degraded.append("%s, max %g GT/s x%s" % (text, link.get("max_speed_gts") or 0, link.get("max_width") or "?"))
+    parts = []
+    if slow:
+        parts.append(_listing(slow, 4))
+    if degraded:
+        parts.append("below max: " + _listing(degraded, 4))
+    if unknown:
+        parts.append("link unknown (unreadable) on %s" % _listing((_gpu_label(g) for g in unknown), 4))
+    fix = ("reseat the GPU/OAM and check the riser/retimer and the BIOS PCIe speed setting (Gen5 auto); "
+           "`lspci -vvv -s <address>` shows LnkSta against LnkCap. A link below Gen5 x16 halves host-to-GPU "
+           "bandwidth (model loading, KV offload).")
+    if slow:
+        return _check("fail", "; ".join(parts), expected, fix)
+    if degraded or unknown:
+        return _check("warn", "; ".join(parts), expected, fix if degraded else "see facts_readable; a link that cannot "
+                      "be read is never taken as good.")
+    first = links[0][1]
+    return _check("pass", "%s at %s (%s)" % (_plural(len(gpus), "GPU"), _link_text(first), first.get("source")), expected)
+
+
+def _ras_state(gpus):
+    """(exposed GPUs, per-GPU totals [(gpu, ue, ce, unknown blocks)])."""
+    exposed = [gpu for gpu in gpus if (gpu.get("ras") or {}).get("exposed")]
+    totals = []
+    for gpu in exposed:
+        blocks = gpu["ras"]["blocks"]
+        unknown = sorted(name for name, block in blocks.items() if block.get("error"))
+        ue = sum(block["ue"] for block in blocks.values() if block.get("ue") is not None)
+        ce = sum(block["ce"] for block in blocks.values() if block.get("ce") is not None)
+        totals.append((gpu, ue, ce, unknown))
+    return exposed, totals
+
+
+def check_ecc_uncorrectable(ctx):
+    gpus, limit = _physical(ctx["facts"].get("gpus") or []), ctx["settings"].get("max_bad_pages") or 0
+    expected = "no uncorrectable ECC errors and at most %d retired pages per GPU (%s)" % (limit, ROLE_VARIABLES["max_bad_pages"])
+    exposed, totals = _ras_state(gpus)
+    if not exposed:
+        return _na("no RAS counters exposed (<pci>/ras)" if gpus else "no KFD GPU nodes (see gpu_count)", expected)
+    bad, unknown = [], []
+    for gpu, ue, _ce, unknown_blocks in totals:
+        ras = gpu["ras"]
+        blocks = ", ".join("%s ue %d" % (name, b["ue"]) for name, b in sorted(ras["blocks"].items()) if b.get("ue"))
+        if ue:
+            bad.append("%s: %s" % (_gpu_label(gpu), blocks))
+        if ras.get("bad_pages") is not None and ras["bad_pages"] > limit:
+            bad.append("%s: %d retired pages (threshold %d)" % (_gpu_label(gpu), ras["bad_pages"], limit))
+        if unknown_blocks or ras.get("bad_pages_error"):
+            unknown.append("%s (%s)" % (_gpu_label(gpu), ", ".join(
+                ["%s: %s" % (n, ras["blocks"][n]["error"]) for n in unknown_blocks]
+                + (["bad pages: %s" % ras["bad_pages_error"]] if ras.get("bad_pages_error") else []))))
+    parts = ([_listing(bad, 4)] if bad else []) + (["unknown on %s" % _listing(unknown, 3)] if unknown else [])
+    if bad:
+        return _check("fail", "; ".join(parts), expected,
+                      "take the host out of service and have the GPU checked (`amd-smi bad-pages`, `amd-smi metric --ecc`); "
+                      "uncorrectable errors corrupt results or crash the server, and AMD replaces GPUs past the "
+                      "driver's bad-page threshold.")
+    if unknown:
+        return _check("warn", "; ".join(parts), expected,
+                      "the counters could not be read (GPU in reset, or not root): see facts_readable; unknown is "
+                      "never taken as zero.")
+    return _check("pass", "%s: 0 uncorrectable, %s" % (_plural(len(exposed), "GPU"), "no retired pages" if not any(
+        (g["ras"].get("bad_pages") or 0) for g in exposed) else "retired pages within the threshold"), expected)
+
+
+def check_ecc_correctable(ctx):
+    facts, limit = ctx["facts"], ctx["settings"].get("max_ce_per_day") or 0
+    gpus = _physical(facts.get("gpus") or [])
+    expected = "at most %g correctable ECC errors per GPU per day of uptime (%s)" % (limit, ROLE_VARIABLES["max_ce_per_day"])
+    exposed, totals = _ras_state(gpus)
+    if not exposed:
+        return _na("no RAS counters exposed (<pci>/ras)" if gpus else "no KFD GPU nodes (see gpu_count)", expected)
+    uptime = facts.get("uptime_seconds")
+    if not uptime:
+        return _check("warn", "uptime unknown (%s/uptime unreadable)" % facts["roots"]["proc_root"], expected,
+                      "see facts_readable.")
+    days = max(uptime / 86400.0, 1.0 / 24)  # at least an hour: a fresh boot does not turn 1 error into a storm
+    high = ["%s: %d in %.1f days (%.0f/day)" % (_gpu_label(g), ce, uptime / 86400.0, ce / days)
+            for g, _ue, ce, _u in totals if ce / days > limit]
+    unknown = [_gpu_label(g) for g, _ue, _ce, u in totals if u]
+    if high:
+        return _check("warn", _listing(high, 4), expected,
+                      "watch the GPU: a rising correctable rate often precedes uncorrectable errors and page "
+                      "retirement; `amd-smi metric --ecc-blocks` shows which block.")
+    if unknown:
+        return _check("warn", "counters unknown on %s" % _listing(unknown, 4), expected, "see facts_readable.")
+    worst = max(ce for _g, _ue, ce, _u in totals)
+    return _check("pass", "at most %d correctable errors per GPU in %.1f days" % (worst, uptime / 86400.0), expected)
+
+
+def check_kernel_log(ctx):
+    log = ctx["facts"].get("kernel_log") or {}
+    expected = "no amdgpu GPU reset or page fault in %s since boot" % (log.get("path") or "kmsg")
+    if not ctx["facts"].get("amdgpu_loaded"):
+        return _na("amdgpu not loaded (see amdgpu_loaded)", expected)
+    if not log.get("readable"):
+        return _check("warn", "%s unreadable: %s" % (log.get("path"), log.get("error")), expected,
+                      "run the preflight as root (become: true): the kernel log needs it; unread is never clean.")
+    events = log.get("events") or []
+    if not events:
+        return _check("pass", "%d amdgpu messages, no reset or page fault" % log.get("amdgpu_lines", 0), expected)
+    lines = ["[%.1f] %s" % (e["seconds"], e["line"]) for e in events[:5]]
+    more = " (and %d more)" % (log["event_count"] - 5) if log.get("event_count", 0) > 5 else ""
+    return _check("fail", "%d resets, %d page faults: %s%s" % (log.get("resets", 0), log.get("page_faults", 0),
+                                                               " | ".join(lines), more), expected,
+                  "find the cause before serving (`dmesg -T | grep -i amdgpu`): a GPU that reset or faulted since boot "
+                  "tends to again under load; reboot to clear the log once fixed.")
+
+
+def check_firmware_settings(ctx):
+    facts, user_env = ctx["facts"], ctx["settings"].get("container_env") or {}
+    expected = "no firmware condition that needs a setting (rules in _firmware_rules.py)"
+    if not facts.get("gpus"):
+        return _na("no KFD GPU nodes (see gpu_count)", expected)
+    applied = firmware_rules(facts)
+    if not applied:
+        return _check("pass", "no firmware rule applies", expected)
+    parts = []
+    for entry in applied:
+        settings = []
+        for key, value in sorted(entry["env"].items()):
+            if key in user_env and str(user_env[key]) != value:
+                settings.append("%s=%s from sglang_env wins over %s" % (key, user_env[key], value))
+            else:
+                settings.append("%s=%s applied" % (key, value))
+        parts.append("%s %s on %s, below %d: %s (%s)" % (
+            entry["label"], "/".join(str(v) for v in entry["values"]), _nodes([{"node": n} for n in entry["gpus"]]),
+            entry["below"], ", ".join(settings), entry["why"]))
+    return _check("warn", "; ".join(parts), expected,
+                  "update the GPU firmware (AMD's firmware bundle for the platform) to lift the setting; until then "
+                  "the server role sets it on this host only (the sglang_firmware_env fact).")
+
+
 class Check(namedtuple("Check", ("name", "evaluate", "fails_when", "safe_fix"))):
     """One preflight check.
 
@@ -549,7 +752,8 @@ REGISTRY = (
     Check("numa_balancing", check_numa_balancing, "`kernel.numa_balancing` is not 0",
           "write 0 live and persist it in `sglang_preflight_sysctl_file`"),
     Check("iommu", check_iommu,
-          "`iommu=pt` is not on the kernel command line (and the GPUs' IOMMU groups are not identity)",
+          "`iommu=pt` is not on the kernel command line (and the GPUs' IOMMU groups are not identity); warns, with the "
+          "GRUB line to write, when an argument of `sglang_preflight_kernel_params` is missing",
           "never (GRUB edit + reboot)"),
     Check("dev_mem", check_dev_mem,
           "warns when `/dev/mem` is missing (the recipe passes `--device=/dev/mem`)", NO_FIX),
@@ -565,5 +769,19 @@ REGISTRY = (
           "warns when the container environment sets `HSA_OVERRIDE_GFX_VERSION` or `*_VISIBLE_DEVICES`", NO_FIX),
     Check("amd_smi", check_amd_smi,
           "amd-smi errors (warn; fail with `sglang_preflight_amd_smi: always`) or disagrees with KFD", NO_FIX),
+    Check("pcie_link", check_pcie_link,
+          "an MI300-class GPU's link is below `sglang_preflight_pcie_min_speed_gts` x `_pcie_min_width` (fail); "
+          "any GPU's link is below its max, or unreadable (warn)", "never (hardware)"),
+    Check("ecc_uncorrectable", check_ecc_uncorrectable,
+          "a GPU has uncorrectable ECC errors or more retired pages than `sglang_preflight_max_bad_pages` (fail); "
+          "a counter is unreadable or inaccessible (warn)", NO_FIX),
+    Check("ecc_correctable", check_ecc_correctable,
+          "warns when a GPU's correctable ECC errors per day of uptime exceed `sglang_preflight_max_ce_per_day`",
+          NO_FIX),
+    Check("kernel_log", check_kernel_log,
+          "the kernel log holds amdgpu GPU resets or page faults (fail, with the lines); unreadable (warn)", NO_FIX),
+    Check("firmware_settings", check_firmware_settings,
+          "warns when a firmware rule applies (MEC < 177 on gfx942: `HSA_NO_SCRATCH_RECLAIM=1`), saying what the "
+          "server will set", "never (the server role applies the setting on that host)"),
 )
 CHECKS = tuple(check.name for check in REGISTRY)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _render as R
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._drift import drift, finding_text, no_majority_text
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight import REPORT_SCHEMA_VERSION
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import CHECKS, _listing, _plural
 
@@ -23,8 +24,19 @@ CHECK_CELL = R.mapped({"pass": "ok", "warn": "WARN", "fail": "FAIL", "skipped": 
 HOST_STATUS = R.Format(text=lambda status: status if status == "pass" else str(status).upper())
 
 
-def fleet_report(reports, run_id):
-    """The fleet document from [(host, report or None)] in inventory order."""
+def _firmware_lines(host):
+    """'HSA_NO_SCRATCH_RECLAIM=1 (MEC firmware 166 < 177 on nodes 2-9: why)' per applied rule."""
+    return ["%s (%s %s < %d on %d GPUs: %s)" % (
+        ", ".join("%s=%s" % kv for kv in sorted(rule["env"].items())), rule["label"],
+        "/".join(str(v) for v in rule["values"]), rule["below"], len(rule["gpus"]), rule["why"])
+        for rule in host.get("firmware_rules") or []]
+
+
+def fleet_report(reports, run_id, drift_fail=()):
+    """The fleet document from [(host, report or None)] in inventory order.
+
+    drift_fail: versioned facts whose drift from the majority fails the host (default: warn).
+    """
     hosts = []
     for host, report in reports:
         if not report:
@@ -33,14 +45,29 @@ def fleet_report(reports, run_id):
                       "message": NO_REPORT}
         hosts.append(report)
     counts = dict((status, sum(1 for h in hosts if h["status"] == status)) for status in ("pass", "warn", "fail", "error"))
+    # Only the hosts of this run with a report are compared (under --limit: the hosts that ran).
+    drifted = drift([(h["host"], h.get("versions")) for h in hosts if h["status"] != "error"], drift_fail)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run_id": run_id,
         "checks": list(CHECKS),
         "counts": counts,
-        "failed_hosts": [h["host"] for h in hosts if h["status"] in ("fail", "error")],
+        "failed_hosts": [h["host"] for h in hosts if h["status"] in ("fail", "error") or h["host"] in drifted["failed_hosts"]],
+        "drift": drifted,
+        "firmware_env": dict((h["host"], h["firmware_env"]) for h in hosts if h.get("firmware_env")),
         "hosts": hosts,
     }
+
+
+def drift_messages(fleet):
+    """{host: message} for the hosts that drift fails (facts listed in sglang_preflight_drift_fail)."""
+    messages = {}
+    for finding in fleet["drift"]["findings"]:
+        if finding["status"] == "fail":
+            messages.setdefault(finding["host"], []).append("- drift: %s. Fix: bring it in line with the fleet, or "
+                                                            "drop %s from sglang_preflight_drift_fail."
+                                                            % (finding_text(finding), finding["fact"]))
+    return dict((host, "preflight drift on %s:\n%s" % (host, "\n".join(lines))) for host, lines in messages.items())
 
 
 def document(fleet):
@@ -58,13 +85,28 @@ def document(fleet):
         for host in fleet["hosts"] for check in host["checks"] if check["status"] in ("fail", "warn")]
     waived = [[("strong", host["host"]), " ", ("code", check["name"]), ": %s" % check["observed"]]
               for host in fleet["hosts"] for check in host["checks"] if check["status"] == "skipped"]
-    return {"title": "Preflight %s" % fleet["run_id"], "blocks": [
+    drifted = fleet.get("drift") or {"findings": [], "no_majority": [], "groups": []}
+    drift_items = [[("strong", f["host"]), " %s: %s" % (f["status"].upper(), finding_text(f))] for f in drifted["findings"]]
+    drift_items += [["no majority: %s" % no_majority_text(entry)] for entry in drifted["no_majority"]]
+    firmware = [[("strong", host["host"]), ": %s" % line] for host in fleet["hosts"] for line in _firmware_lines(host)]
+    return {"title": "Preflight %s" % fleet["run_id"], "blocks": [block for block in [
         R.paragraph("%d hosts: %d pass, %d warn, %d fail, %d without a report." % (
             len(fleet["hosts"]), counts["pass"], counts["warn"], counts["fail"], counts["error"])),
         R.table(columns, rows),
         R.items(problems, heading="Problems and fixes"),
         R.items(waived, heading="Waived checks"),
-    ]}
+        R.paragraph(_compared(drifted)) if drifted["groups"] else None,
+        R.items(drift_items, heading="Drift from the fleet majority"),
+        R.items(firmware, heading="Settings the firmware requires"),
+    ] if block is not None]}
+
+
+def _compared(drifted):
+    """'Drift compared 4 hosts with device 0x74a1; 1 alone with 0x740c (nothing to compare).'"""
+    parts = ["%d hosts with device %s" % (len(g["hosts"]), g["device"]) for g in drifted["groups"] if not g["alone"]]
+    alone = ["%s alone with device %s" % (g["hosts"][0], g["device"]) for g in drifted["groups"] if g["alone"]]
+    text = "Drift compared %s" % (", ".join(parts) if parts else "no group of two or more hosts")
+    return text + ("; %s (nothing to compare)." % ", ".join(alone) if alone else ".")
 
 
 def fleet_summary(fleet, location=None, host_limit=6):
@@ -84,6 +126,18 @@ def fleet_summary(fleet, location=None, host_limit=6):
             lines.append("%s %s on %s: %s" % (status.upper(), name, _plural(len(hit), "host"), hosts))
             lines.append("    e.g. %s: %s" % (hit[0][0], hit[0][1]["observed"]))
             lines.append("    fix: %s" % hit[0][1]["fix"])
+    drifted = fleet.get("drift") or {"findings": [], "no_majority": [], "groups": []}
+    for finding in drifted["findings"][:host_limit * 2]:
+        lines.append("%s drift on %s: %s" % (finding["status"].upper(), finding["host"], finding_text(finding)))
+    if len(drifted["findings"]) > host_limit * 2:
+        lines.append("    and %d more drift findings in the report" % (len(drifted["findings"]) - host_limit * 2))
+    for entry in drifted["no_majority"][:host_limit]:
+        lines.append("NO MAJORITY %s" % no_majority_text(entry))
+    if drifted["groups"] and not drifted["findings"] and not drifted["no_majority"]:
+        lines.append("drift: none (%s)" % _compared(drifted)[len("Drift compared "):].rstrip("."))
+    for host in fleet["hosts"]:
+        for line in _firmware_lines(host):
+            lines.append("FIRMWARE %s: %s" % (host["host"], line))
     missing = [h["host"] for h in fleet["hosts"] if h["status"] == "error"]
     if missing:
         lines.append("NO REPORT from %s: unreachable or failed before the checks" % _listing(missing, host_limit))
@@ -94,12 +148,13 @@ def fleet_summary(fleet, location=None, host_limit=6):
     return lines
 
 
-def write_summary(reports, run_id, results_dir):
+def write_summary(reports, run_id, results_dir, drift_fail=()):
     """Build the fleet report from [(host, report or None)], write preflight.json and preflight.md
-    atomically under results_dir; returns {report, summary, paths, failed_hosts}."""
+    atomically under results_dir; returns {report, summary, paths, failed_hosts, drift_failed, drift_messages}."""
     paths = dict((kind, os.path.join(results_dir, name)) for kind, name in REPORT_FILES)
-    fleet = fleet_report(reports, run_id)
+    fleet = fleet_report(reports, run_id, drift_fail)
     R.write_files(results_dir, {paths["json"]: R.render_json(fleet),
                                 paths["markdown"]: R.render_markdown(document(fleet))})
     return {"report": fleet, "summary": fleet_summary(fleet, paths["markdown"]), "paths": paths,
-            "failed_hosts": fleet["failed_hosts"]}
+            "failed_hosts": fleet["failed_hosts"], "drift_failed": fleet["drift"]["failed_hosts"],
+            "drift_messages": drift_messages(fleet)}

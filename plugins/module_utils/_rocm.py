@@ -22,6 +22,9 @@ import json
 import os
 import re
 import stat
+import time
+
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm_health import add_health, kernel_args
 
 __metaclass__ = type
 
@@ -29,6 +32,9 @@ FACTS_SCHEMA_VERSION = 1
 AMD_VENDOR_ID = 4098  # 0x1002
 KFD_NODES = "class/kfd/kfd/topology/nodes"
 AMD_SMI_MODES = ("auto", "always", "never")
+SMI_TIMEOUT = 30  # seconds one amd-smi / rocm-smi call may take (option amd_smi_timeout)
+SMI_KILL_AFTER = 2
+TIMED_OUT_STATUSES = (124, 137)  # coreutils timeout: SIGTERM worked / SIGKILL was needed
 
 # PCI class codes of GPUs: display controllers (0x03xxxx) and processing accelerators
 # (0x12xxxx, MI300X). Other AMD functions (audio, bridges) are not GPUs.
@@ -44,7 +50,20 @@ def host_root_spec():
         proc_root=dict(type="path", default="/proc"),
         rocm_path=dict(type="path", default="/opt/rocm"),
         amd_smi=dict(type="str", default="auto", choices=list(AMD_SMI_MODES)),
+        amd_smi_timeout=dict(type="int", default=SMI_TIMEOUT),
     )
+
+
+def bounded_smi_run(run_command, timeout_bin, seconds):
+    """``run(argv)`` for collect_smi: the tool under coreutils ``timeout`` (SIGKILL
+    SMI_KILL_AFTER seconds after SIGTERM), so a hung amd-smi cannot stall the play; without
+    ``timeout`` on the host the tool is not run at all."""
+    def run(argv):
+        if not timeout_bin:
+            return 127, "", ("coreutils timeout is not on the host's PATH, so %s is not run without a "
+                             "time limit" % os.path.basename(argv[0]))
+        return run_command([timeout_bin, "--kill-after=%d" % SMI_KILL_AFTER, str(int(seconds))] + list(argv))
+    return run
 
 
 def gfx_name(target_version):
@@ -141,6 +160,17 @@ def _smi_value_bytes(value):
         return int(float(number) * units.get(unit, 1 << 20))
     except (TypeError, ValueError):
         return None
+
+
+def _smi_number(value):
+    """amd-smi {"value": N, "unit": ...} or a bare number to a number; "N/A" and the like -> None."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number == int(number) else number
 
 
 def parse_rocm_smi_json(text):
@@ -340,19 +370,34 @@ def _kfd_processes(reader, sysfs_root):
     return [int(name) for name in reader.listdir(os.path.join(sysfs_root, "class/kfd/kfd/proc")) if name.isdigit()]
 
 
-def collect_smi(mode, which, run, rocm_path="/opt/rocm"):
+def collect_smi(mode, which, run, rocm_path="/opt/rocm", timeout=None, clock=None):
     """amd-smi (or, in auto mode without it, legacy rocm-smi) JSON, as a dict.
 
-    `which(name)` returns a binary path or None; `run(argv)` returns (rc, stdout, stderr).
-    Failures never raise: they go to `error`. In `always` mode a missing amd-smi is an error.
+    `which(name)` returns a binary path or None; `run(argv)` returns (rc, stdout, stderr) and
+    runs the tool under a limit of `timeout` seconds (bounded_smi_run). Failures never raise:
+    they go to `error`. In `always` mode a missing amd-smi is an error. A tool that ran out of
+    time is not asked again in the same run.
     """
     smi = {"mode": mode, "tool": None, "path": None, "version": None, "gpus": [], "error": None}
     if mode == "never":
         return smi
     problems = []
+    hung = []
+    clock = clock or time.monotonic
 
     def call(path, argv, parser):
+        if hung:
+            return None
+        started = clock()
         rc, out, err = run([path] + argv)
+        if timeout and rc in TIMED_OUT_STATUSES and clock() - started >= timeout - 0.5:
+            tool = os.path.basename(path)
+            hung.append(tool)
+            problems.append("%s did not answer within %ss (`%s`), so it was stopped and not asked "
+                            "again; a hung %s usually means a wedged driver or a GPU in reset (check "
+                            "dmesg), or raise amd_smi_timeout"
+                            % (tool, timeout, " ".join([tool] + argv), tool))
+            return None
         try:
             return parser(out)
         except (ValueError, KeyError, TypeError) as exc:
@@ -368,9 +413,13 @@ def collect_smi(mode, which, run, rocm_path="/opt/rocm"):
         listed = call(path, ["list", "--json"], parse_amd_smi_json) or []
         static = call(path, ["static", "--asic", "--vram", "--json"], parse_amd_smi_json) or []
         by_index = dict((item.get("gpu"), item) for item in static)
+        # The PCIe link as the GPU's firmware reports it; no answer (error or timeout) -> sysfs.
+        links = dict((item.get("gpu"), item.get("pcie") or {})
+                     for item in call(path, ["metric", "--pcie", "--json"], parse_amd_smi_json) or [])
         for item in listed:
             extra = by_index.get(item.get("gpu"), {})
             asic, vram = extra.get("asic") or {}, extra.get("vram") or {}
+            pcie = links.get(item.get("gpu")) or {}
             smi["gpus"].append({
                 "gpu": item.get("gpu"),
                 "bdf": item.get("bdf") or item.get("gpu_bdf"),
@@ -380,6 +429,8 @@ def collect_smi(mode, which, run, rocm_path="/opt/rocm"):
                 "market_name": asic.get("market_name"),
                 "target_graphics_version": asic.get("target_graphics_version"),
                 "vram_total_bytes": _smi_value_bytes(vram.get("size")) if vram.get("size") not in (None, "N/A") else None,
+                "pcie_width": _smi_number(pcie.get("width")),
+                "pcie_speed_gts": _smi_number(pcie.get("speed")),
             })
     elif mode == "auto" and which("rocm-smi"):
         path = which("rocm-smi")
@@ -404,6 +455,7 @@ def gather(sysfs_root="/sys", dev_root="/dev", proc_root="/proc", rocm_path="/op
     pci_scanned = os.path.isdir(os.path.join(sysfs_root, "bus/pci/devices"))
     gpus, cpu_nodes, unreadable = _kfd_nodes(reader, roots, set(item["address"] for item in pci))
     cmdline = reader.text(os.path.join(proc_root, "cmdline"))
+    health = add_health(reader, (sysfs_root, dev_root, proc_root), gpus, smi)
     args = parse_cmdline(cmdline)
     group_types = [gpu["iommu_group_type"] for gpu in gpus if gpu["iommu_group_type"]]
     if cmdline is None:
@@ -434,6 +486,10 @@ def gather(sysfs_root="/sys", dev_root="/dev", proc_root="/proc", rocm_path="/op
         "pci_gpus": pci,
         "numa_balancing": reader.integer(os.path.join(proc_root, "sys/kernel/numa_balancing")),
         "kernel_cmdline": cmdline,
+        "kernel_args": kernel_args(cmdline) if cmdline is not None else None,
+        "uptime_seconds": health["uptime_seconds"],
+        "kernel_release": health["kernel_release"],
+        "kernel_log": health["kernel_log"],
         "iommu_passthrough": passthrough,
         "mem_total_bytes": int(mem_total.group(1)) * 1024 if mem_total else None,
         "dev_mem_present": os.path.exists(os.path.join(dev_root, "mem")),

@@ -102,13 +102,29 @@ def missing_images(results):
     return [item for item in results or [] if not item.get("found")]
 
 
+def _registry_answered_missing(item):
+    """True when the registry itself said the image is not there (404 or "manifest unknown");
+    anything else (a 5xx from the daemon, no answer) means the registry was not reached."""
+    message = (item.get("message") or "").lower()
+    return item.get("status") == 404 or "manifest unknown" in message or "not found" in message
+
+
 def missing_images_message(missing, host, docker_host, image):
-    refs = ", ".join(item["reference"] for item in missing)
-    answers = "; ".join("%s: %s" % (item.get("status") or "?", item.get("message") or "no answer") for item in missing)
-    return ("Nothing was changed. The registry has no image %s (%s), asked through the Docker daemon of %s (%s). "
-            "Expected an existing tag or digest: check sglang_upgrade_target.sglang_image (now %s), "
-            "sglang_container_registry_mirror and the registry credentials; set sglang_upgrade_check_image=false "
-            "only for a daemon this check cannot reach." % (refs, answers, host, docker_host, image))
+    asked = "asked through the Docker daemon of %s (%s)" % (host, docker_host)
+    parts = []
+    for absent, wording in ((True, "The registry has no image"), (False, "The registry could not be asked for image")):
+        items = [item for item in missing if _registry_answered_missing(item) == absent]
+        if items:
+            parts.append("%s %s (%s), %s." % (
+                wording, ", ".join(item["reference"] for item in items),
+                "; ".join("%s: %s" % (item.get("status") or "?", item.get("message") or "no answer") for item in items),
+                asked))
+    unreached = any(not _registry_answered_missing(item) for item in missing)
+    return ("Nothing was changed. %s Expected an existing tag or digest%s: check sglang_upgrade_target.sglang_image "
+            "(now %s), sglang_container_registry_mirror and the registry credentials; set "
+            "sglang_upgrade_check_image=false only for a daemon this check cannot reach."
+            % (" ".join(parts), " on a registry the daemon can reach (is it up, and is its address right?)"
+               if unreached else "", image))
 
 
 def seen_container(info):

@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import ipaddress
 import json
+import math
 import os
 import re
 import shlex
@@ -25,6 +26,7 @@ import signal
 import socket
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_server
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._address import is_loopback, key_problem, url_host
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
     ContainerUnavailable,
     ModuleFailure,
@@ -97,6 +99,14 @@ def validate(params, gpu_count=None):
             problems.append("env name %r is not a valid environment variable name" % (name,))
         if isinstance(value, (dict, list)) or value is None:
             problems.append("env %s must be a string, number or boolean, got %r" % (name, value))
+    reason = key_problem(params.get("api_key"))
+    if reason:
+        problems.append("api_key cannot be used: %s; use a key without a leading '-'" % reason)
+    open_bind = not (is_loopback(params.get("host")) or params.get("api_key") or params.get("allow_unauthenticated"))
+    if params.get("state") != "stopped" and open_bind:
+        problems.append("host %r is not a loopback address and api_key is empty: the server and its admin API "
+                        "would be open to the network; set api_key, bind 127.0.0.1, or on a trusted network "
+                        "set allow_unauthenticated=true" % (params.get("host"),))
     for option in ("timeout", "connect_timeout", "sleep"):
         value = params.get(option)
         if value is not None and value <= 0:
@@ -143,10 +153,19 @@ def build_argv(params):
     return argv
 
 
-def spec_hash(argv, env, api_key, log_path):
-    """Identity of a launch: a different command, environment, key or log path means restart."""
-    doc = {"argv": argv, "env": env, "log_path": log_path,
-           "api_key": hashlib.sha256(api_key.encode("utf-8")).hexdigest() if api_key else None}
+# Environment variables that only say how long to wait, not what to serve: they reach the server
+# but are not part of its identity, so raising the wait after a timeout does not restart a server
+# that is still loading (the server role sets SGLANG_WARMUP_TIMEOUT to sglang_server_timeout).
+BUDGET_ENV = ("SGLANG_WARMUP_TIMEOUT",)
+
+
+def spec_hash(argv, env, log_path):
+    """Identity of a launch, as published: a different command, environment or log path means
+    restart. The wait budgets (BUDGET_ENV) are left out, and so is the API key: the agent compares
+    a keyed hash of it inside the container (the ``key_matches`` of its status), so nothing
+    derived from the key leaves the host."""
+    doc = {"argv": argv, "env": {name: value for name, value in env.items() if name not in BUDGET_ENV},
+           "log_path": log_path}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -241,12 +260,8 @@ class Verdict:
 
 
 def probe_address(host):
-    """Where the module reaches a server bound to ``host`` (host networking)."""
-    if host in _WILDCARDS:
-        return "127.0.0.1"
-    if ":" in host:
-        return "[%s]" % host
-    return host
+    """Where the module reaches a server bound to ``host`` (host networking), as a URL host."""
+    return url_host(host)
 
 
 def interpret(result, path):
@@ -278,10 +293,24 @@ def interpret_generate(result):
     return verdict
 
 
+# Seconds the one docker call that reads the log tail of a failure may run past the deadline.
+TAIL_GRACE = 10.0
+
 # While the port is closed, whether the server is still alive is asked of the container (a docker
-# exec) at most this often, in seconds; readiness itself (a local HTTP connect) is probed every
-# `sleep` seconds, which can be much shorter.
+# exec): first after DEATH_CHECK_EVERY seconds, then at gaps that double up to DEATH_CHECK_MAX
+# while the model loads (a 30-minute load costs a few hundred docker execs, not 3,600). Readiness
+# itself (a local HTTP connect) is probed every `sleep` seconds, which can be much shorter, so the
+# wait still ends the moment the server answers.
 DEATH_CHECK_EVERY = 0.5
+DEATH_CHECK_MAX = 5.0
+
+
+def check_gaps(first, cap):
+    """The gaps between two death checks: ``first``, doubled each time, at most ``cap``."""
+    gap = float(first)
+    while True:
+        yield gap
+        gap = min(gap * 2, max(float(cap), float(first)))
 
 
 class WaitOutcome:
@@ -296,18 +325,20 @@ class WaitOutcome:
         self.ready_at = ready_at
 
 
-def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall, check_every=None):
+def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall, check_every=None, check_cap=None):
     """Poll ``probe(timeout)`` until it passes, the server dies, or the deadline passes.
 
     ``probe`` returns a Verdict; ``is_dead()`` returns None while the server runs, else what it
-    knows about the death (it is asked only when the server did not answer, and at most once
-    per ``check_every`` seconds: it costs a docker exec, a probe only a local HTTP connect, so
-    probes can be frequent). ``sleep`` and the deadline's clock are injected, so tests need no
-    real time.
+    knows about the death (it is asked only when the server did not answer, first at once, then
+    ``check_every`` seconds later, the gap doubling up to ``check_cap``: it costs a docker exec,
+    a probe only a local HTTP connect, so probes can be frequent). ``sleep`` and the deadline's
+    clock are injected, so tests need no real time.
     """
     attempts = 0
     last_error = "no probe was made"
     last_check = None
+    gaps = check_gaps(check_every, check_cap if check_cap is not None else check_every) if check_every else None
+    gap = next(gaps) if gaps else None
     while True:
         if attempts and deadline.expired():
             return WaitOutcome("timeout", attempts, deadline.elapsed(), last_error)
@@ -318,8 +349,10 @@ def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall, check_ever
         last_error = verdict.detail
         if verdict.fatal:
             return WaitOutcome("fatal", attempts, deadline.elapsed(), last_error)
-        if not verdict.alive and (last_check is None or check_every is None
-                                  or deadline.elapsed() - last_check >= check_every - 1e-6):
+        if not verdict.alive and (last_check is None or gap is None
+                                  or deadline.elapsed() - last_check >= gap - 1e-6):
+            if last_check is not None and gaps:
+                gap = next(gaps)
             last_check = deadline.elapsed()
             death = is_dead()
             if death is not None:
@@ -466,15 +499,31 @@ class ServerManager:
 
     # ---- container agent
 
-    def agent(self, op, timeout=None, **extra):
+    def call_limit(self, wanted=None, grace=0.0):
+        """Time limit of one docker call: ``wanted`` (exec_timeout by default), but never past what
+        is left of the module's deadline, option ``timeout`` (plus ``grace``, for the one call that
+        reads the log tail of a failure), in whole seconds and at least 1. Returns (seconds, the
+        option that set them)."""
+        wanted = self.p["exec_timeout"] if wanted is None else wanted
+        if self.deadline is None:
+            return wanted, "exec_timeout"
+        left = self.deadline.remaining() + grace
+        if left >= wanted:
+            return wanted, "exec_timeout"
+        return max(1, int(math.ceil(left))), "timeout"
+
+    def agent(self, op, timeout=None, grace=0.0, **extra):
         payload = {"op": op, "state_dir": self.p["state_dir"], "log_path": self.p["log_path"]}
         payload.update(extra)
+        limit, limit_name = self.call_limit(timeout, grace)
         return self.docker.call_agent(self.p["container"], self.p["python"], _agent_server, payload,
-                                      args=[op], what="the %s step" % op, timeout=timeout,
-                                      python_name="sglang_server_python", secrets=self.secrets)
+                                      args=[op], what="the %s step" % op, timeout=limit,
+                                      python_name="sglang_server_python", secrets=self.secrets,
+                                      limit_name=limit_name)
 
-    def status(self, log_lines=0, always_tail=False):
-        return self.agent("status", log_lines=log_lines, always_tail=always_tail)
+    def status(self, log_lines=0, always_tail=False, check_key=False, grace=0.0):
+        extra = {"api_key": self.p.get("api_key") or ""} if check_key else {}
+        return self.agent("status", log_lines=log_lines, always_tail=always_tail, grace=grace, **extra)
 
     # ---- HTTP
 
@@ -517,7 +566,7 @@ class ServerManager:
         argv = build_argv(self.p)
         env = launch_env(self.p.get("env"))
         return {"argv": argv, "env": env, "command": command_line(argv, self.secrets),
-                "hash": spec_hash(argv, env, self.p.get("api_key"), self.p["log_path"])}
+                "hash": spec_hash(argv, env, self.p["log_path"])}
 
     def check_port(self):
         owners, problems = self.port_owners(self.p["port"], self.p["host"])
@@ -536,6 +585,8 @@ class ServerManager:
         # the agent waits up to stop_timeout for SIGTERM to work before its SIGKILL
         result = self.agent("stop", timeout=self.p["exec_timeout"] + int(stop_timeout) + 1,
                             stop_timeout=stop_timeout)
+        if result.get("stale"):
+            self.warn(result["stale"])
         if result["remaining"]:
             raise ServerError("processes of the server in container %s are still alive after SIGKILL: %s; "
                               "they may hold GPU memory, check them with ps inside the container"
@@ -567,7 +618,8 @@ class ServerManager:
             return st
 
         outcome = wait_until_ready(self.probe, is_dead, self.deadline, self.sleep, self.p["sleep"], self.wall,
-                                   check_every=max(float(self.p["sleep"]), DEATH_CHECK_EVERY))
+                                   check_every=max(float(self.p["sleep"]), DEATH_CHECK_EVERY),
+                                   check_cap=DEATH_CHECK_MAX)
         base = {"elapsed": round(outcome.elapsed, 3), "attempts": outcome.attempts, "url": self.url,
                 "pid": pid, "log_path": self.p["log_path"], "last_error": outcome.last_error}
         if outcome.status == "ready":
@@ -580,7 +632,8 @@ class ServerManager:
             message += self.tail_text(tail)
             raise ServerError(message, exit_status=exit_code(rc), log_tail=tail, **base)
         try:
-            tail = self.tail(self.status(log_lines=self.p["log_lines"], always_tail=True).get("log_tail"))
+            tail = self.tail(self.status(log_lines=self.p["log_lines"], always_tail=True,
+                                         grace=TAIL_GRACE).get("log_tail"))
         except ModuleFailure:
             tail = []
         if outcome.status == "fatal":
@@ -613,20 +666,26 @@ class ServerManager:
         result = {"changed": False, "url": self.url, "state_dir": self.p["state_dir"],
                   "log_path": self.p["log_path"]}
         try:
-            current = self.status()
+            current = self.status(check_key=state != "stopped")
         except ContainerUnavailable as exc:
             if not self.check_mode:
                 raise
             self.warn("%s; check mode assumes it will exist" % exc.msg)
             current = {"present": False, "alive": False, "members": [], "spec": None}
+        if current.get("stale"):
+            result["stale"] = current["stale"] + "; its recorded process ids were not signalled"
+            self.warn(result["stale"])
         if state == "stopped":
             return self._stopped(current, result)
         result.update(command=spec["command"], spec_hash=spec["hash"])
         old_hash = (current.get("spec") or {}).get("hash")
-        if state == "started" and current.get("alive") and old_hash == spec["hash"]:
+        # key_matches: the agent's keyed hash of the API key against the one recorded at launch
+        same_key = current.get("key_matches", True)
+        if state == "started" and current.get("alive") and old_hash == spec["hash"] and same_key:
             return self._unchanged(current, result)
         if current.get("alive"):
-            reason = "state=restarted" if state == "restarted" else "the launch spec changed"
+            reason = ("state=restarted" if state == "restarted" else
+                      "the launch spec changed" if old_hash != spec["hash"] else "the API key changed")
         elif current.get("present"):
             reason = "the previous server is not running (%s)" % describe_exit(current.get("rc"))
         else:
@@ -666,7 +725,8 @@ class ServerManager:
 
     def _unchanged(self, current, result):
         result.update(action="none", pid=current.get("pid"))
-        diff = self._diff(current, self.desired(), True)
+        # the running server stays as it is, wait budgets included: after == before
+        diff = self._diff(current, dict(self.desired(), **(current.get("spec") or {})), True)
         if diff:
             result["diff"] = diff
         if self.check_mode:

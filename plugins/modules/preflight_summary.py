@@ -19,6 +19,9 @@ description:
     C(preflight.md) to O(results_dir), each replaced atomically.
   - A host without a report (unreachable, or failed before its checks ran) is listed with status
     C(error).
+  - Compares the versioned facts of the hosts that share a GPU device id (drift by majority) and
+    lists the odd host out with its value and the majority's, and every setting the firmware
+    rules apply on a host and why.
   - An action plugin that runs on the controller inside the task's worker, with no connection to
     the host it is called for. Run it once per play (C(run_once)).
   - The files are the run's output, not a change to any host, so the result is never C(changed);
@@ -39,6 +42,15 @@ options:
     description: Directory on the controller for the two files, created if missing.
     type: path
     required: true
+  drift_fail:
+    description:
+      - Versioned facts (V(driver), V(fw.mec), V(vbios), V(kernel), V(kernel_args), V(rocm), V(docker), ...)
+        whose drift from the majority fails the host; drift in any other fact warns.
+      - Drift compares the hosts given in O(hosts) that have a report and share a GPU device id, against
+        the strict majority of those that report the fact; with no strict majority nothing is picked.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -85,12 +97,23 @@ summary:
     - "preflight 20261128T142000Z: 4 hosts, 3 pass, 0 warn, 1 fail, 0 without a report"
     - "report: /srv/results/20261128T142000Z/preflight.md"
     - "FAIL numa_balancing on 1 host: gpu02"
+    - "WARN drift on gpu03: fw.mec 166, majority 177 (3 of 4 hosts with device 0x74a1)"
+    - "FIRMWARE gpu03: HSA_NO_SCRATCH_RECLAIM=1 (MEC firmware 166 < 177 on 8 GPUs: ...)"
 report:
   description: The fleet document written to C(preflight.json).
   returned: success
   type: dict
+drift_failed:
+  description: Hosts that drift fails (a fact of O(drift_fail) differs from the majority).
+  returned: success
+  type: list
+  elements: str
+drift_messages:
+  description: For each host in RV(drift_failed), the message it fails with.
+  returned: success
+  type: dict
 failed_hosts:
-  description: Hosts whose preflight failed or that have no report.
+  description: Hosts whose preflight failed, that drift fails, or that have no report.
   returned: success
   type: list
   elements: str

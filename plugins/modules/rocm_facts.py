@@ -180,6 +180,39 @@ ansible_facts:
             iommu_group_type:
               description: IOMMU group type of the GPU's PCI function (V(identity) under iommu=pt).
               type: str
+            firmware:
+              description: Firmware version per block from C(<pci>/fw_version/<block>_fw_version) (hex files), as integers; null for an unreadable block.
+              type: dict
+              sample: {"mec": 177, "sdma": 22, "smc": 5600000}
+            mec_firmware:
+              description: The MEC firmware version - the C(fw_version/mec_fw_version) file, else the KFD node's decimal C(fw_version) property.
+              type: int
+              sample: 177
+            kfd_fw_version:
+              description: The KFD node's C(fw_version) property (the MEC version in decimal), or null.
+              type: int
+            vbios_version:
+              description: C(<pci>/vbios_version), or null.
+              type: str
+              sample: 113-M3000100-102
+            pcie:
+              description:
+                - PCIe links. C(endpoint) is the GPU function's own link files, C(upstream) the root port above it
+                  (a GPU with an on-package switch shows an internal link at the endpoint); each has current_speed_gts,
+                  max_speed_gts, current_width, max_width and address, or is null without link files.
+                - C(link) is the one the checks judge - amd-smi's C(metric --pcie) answer when it gave one, else the
+                  root port's, else the endpoint's - with C(source) and C(generation) (5 for 32 GT/s).
+              type: dict
+            ras:
+              description:
+                - RAS error counters from C(<pci>/ras). C(exposed) is false without a C(ras) directory; C(blocks)
+                  maps each block (umc, gfx, sdma, ...) to C(ue) and C(ce) counts, both null with the reason in
+                  C(error) when the file is unreadable or reads C(Query currently inaccessible) - never 0.
+                - C(bad_pages) counts the retired pages in C(gpu_vram_bad_pages) (null with C(bad_pages_error) when unknown).
+              type: dict
+            xgmi:
+              description: C(hive_id), C(physical_id) and C(error_count) where the driver exposes XGMI files, else null.
+              type: dict
         cpu_node_count:
           description: KFD CPU nodes.
           type: int
@@ -200,6 +233,24 @@ ansible_facts:
         kernel_cmdline:
           description: The kernel command line.
           type: str
+        kernel_args:
+          description: The command line's arguments without the boot ones (BOOT_IMAGE, root, initrd, ro, rw, quiet, splash), sorted; null when unreadable.
+          type: list
+          elements: str
+          sample: ["iommu=pt", "pci=realloc=off"]
+        uptime_seconds:
+          description: Seconds since boot from C(<proc_root>/uptime), or null.
+          type: float
+        kernel_release:
+          description: The running kernel's release from C(<proc_root>/sys/kernel/osrelease), or null.
+          type: str
+          sample: 6.8.0-79-generic
+        kernel_log:
+          description:
+            - amdgpu messages in the kernel ring buffer C(<dev_root>/kmsg), read non-blocking (needs root).
+              Keys path, readable, error (null, V(absent) or why it could not be read), amdgpu_lines,
+              resets, page_faults, event_count and events (up to 20 of kind, seconds since boot and line).
+          type: dict
         iommu_passthrough:
           description: iommu=pt is on the command line, or every GPU's IOMMU group is identity; null when unknown.
           type: bool
@@ -223,7 +274,8 @@ ansible_facts:
         smi:
           description:
             - What C(amd-smi) (or C(rocm-smi)) reported, keys mode, tool, path, version, gpus and error;
-              null when O(amd_smi=never).
+              null when O(amd_smi=never). Each amd-smi GPU has C(pcie_width) and C(pcie_speed_gts) from
+              C(amd-smi metric --pcie), null when it gave no answer (then the link is read from sysfs).
           type: dict
         errors:
           description: Files that exist but could not be read, with why (for example V(permission denied)).
@@ -235,6 +287,7 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
+    bounded_smi_run,
     collect_smi,
     gather,
     host_root_spec,
@@ -243,14 +296,12 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
 )
 
 
-def smi_tools(module, rocm_path):
-    """which/run callables for collect_smi, bound to the module."""
+def smi_tools(module, rocm_path, timeout):
+    """which/run callables for collect_smi, bound to the module; every call is time-limited."""
     def which(name):
         return module.get_bin_path(name, opt_dirs=[rocm_path + "/bin"])
 
-    def run(argv):
-        return module.run_command(argv)
-    return which, run
+    return which, bounded_smi_run(module.run_command, module.get_bin_path("timeout"), timeout)
 
 
 def main():
@@ -266,8 +317,8 @@ def main():
         module.fail_json(msg=" ".join(root_error(name, path) for name, path in missing))
     smi = None
     if params["amd_smi"] != "never":
-        which, run = smi_tools(module, params["rocm_path"])
-        smi = collect_smi(params["amd_smi"], which, run, params["rocm_path"])
+        which, run = smi_tools(module, params["rocm_path"], params["amd_smi_timeout"])
+        smi = collect_smi(params["amd_smi"], which, run, params["rocm_path"], timeout=params["amd_smi_timeout"])
     facts = gather(params["sysfs_root"], params["dev_root"], params["proc_root"], params["rocm_path"], smi)
     if params["amd_smi"] == "always" and smi["error"]:
         module.fail_json(msg="amd_smi=always but amd-smi gave no usable answer: %s. Fix: install amd-smi "

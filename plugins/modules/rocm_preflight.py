@@ -15,7 +15,8 @@ description:
   - Gathers the same facts as M(sglang_rocm.fleet.rocm_facts), adds free disk space on the
     Docker data root and the cache directory, and evaluates every preflight check in one
     pass - the amdgpu driver and C(/dev/kfd), the GPUs (count, target, render nodes, VRAM,
-    partition modes), NUMA balancing, IOMMU passthrough, the Docker daemon, free disk and more;
+    partition modes), NUMA balancing, IOMMU passthrough and kernel arguments, PCIe links, ECC
+    counters, the kernel log, firmware rules, the Docker daemon, free disk and more;
     O(skip)'s choices name them all.
   - Returns a report with one entry per check (status V(pass), V(warn), V(fail), V(skipped)
     for a check waived in O(skip), or V(n/a)), the host's status and one message listing
@@ -74,7 +75,8 @@ options:
     default: []
     choices: [facts_readable, amdgpu_loaded, driver_version, kfd_present, gpu_count, gfx, render_nodes, vram,
               partition, numa_balancing, iommu, dev_mem, docker_daemon, docker_disk, cache_dir, cache_disk,
-              gpu_processes, env_hygiene, amd_smi]
+              gpu_processes, env_hygiene, amd_smi, pcie_link, ecc_uncorrectable, ecc_correctable, kernel_log,
+              firmware_settings]
   docker:
     description:
       - A registered result of M(community.docker.docker_host_info) for this host (run with
@@ -115,6 +117,27 @@ options:
     description: The sysctl.d file that persists kernel.numa_balancing=0 when O(remediate=true).
     type: path
     default: /etc/sysctl.d/90-sglang-rocm.conf
+  pcie_min_speed_gts:
+    description: Slowest PCIe link, in GT/s per lane, an MI300-class GPU may have (32 is Gen5); 0 turns the floor off.
+    type: float
+    default: 32
+  pcie_min_width:
+    description: Fewest PCIe lanes an MI300-class GPU may have; 0 turns the floor off.
+    type: int
+    default: 16
+  max_bad_pages:
+    description: Retired VRAM pages a GPU may have before the C(ecc_uncorrectable) check fails.
+    type: int
+    default: 64
+  max_ce_per_day:
+    description: Correctable ECC errors per GPU per day of uptime above which C(ecc_correctable) warns.
+    type: float
+    default: 100
+  kernel_params:
+    description: Kernel arguments besides C(iommu=pt) that the C(iommu) check warns about when missing.
+    type: list
+    elements: str
+    default: [pci=realloc=off, amd_iommu=on]
 extends_documentation_fragment:
   - sglang_rocm.fleet.host_roots
 attributes:
@@ -232,6 +255,21 @@ report:
     message:
       description: Every failed check with what was seen, what was expected and the fix; empty when none failed.
       type: str
+    versions:
+      description:
+        - The host's versioned facts the fleet summary compares with the majority of the hosts with the
+          same GPU (C(device)) - driver, fw.<block> per firmware block, vbios, kernel,
+          kernel_args, rocm, docker; a fact that could not be read is left out.
+      type: dict
+      sample: {"device": "0x74a1", "facts": {"driver": "6.14.14", "fw.mec": "177", "vbios": "113-M3000100-102"}}
+    firmware_env:
+      description: The environment the firmware rules require on this host (empty when none applies).
+      type: dict
+      sample: {"HSA_NO_SCRATCH_RECLAIM": "1"}
+    firmware_rules:
+      description: The firmware rules that apply - rule, label, fact, below, gpus (KFD nodes), values, env, why and sources.
+      type: list
+      elements: dict
 ansible_facts:
   description: Facts to add to ansible_facts.
   returned: always
@@ -243,11 +281,19 @@ ansible_facts:
     sglang_preflight_report:
       description: The same dict as RV(report).
       type: dict
+    sglang_firmware_env:
+      description:
+        - The environment the firmware rules require on this host (RV(report.firmware_env)); the
+          server role merges it under C(sglang_env), so a value the user set wins.
+      type: dict
+      sample: {"HSA_NO_SCRATCH_RECLAIM": "1"}
 """
 
 import platform
 
 from ansible.module_utils.basic import AnsibleModule
+
+REMEDIATION_TIMEOUT = 120  # seconds a fix's command (modprobe amdgpu) may take
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight import (
     annotate_remediation,
@@ -260,7 +306,9 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight impor
     validate_inputs,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import CHECKS
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import DockerCli
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
+    bounded_smi_run,
     collect_smi,
     disk_space,
     gather,
@@ -268,7 +316,8 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._rocm import (
 )
 
 SETTINGS = ("expected_gpus", "tp_size", "gfx", "min_vram_gib", "min_free_disk_gib", "compute_partitions",
-            "memory_partitions", "skip", "cache_dir", "container_env", "sysctl_file")
+            "memory_partitions", "skip", "cache_dir", "container_env", "sysctl_file", "pcie_min_speed_gts",
+            "pcie_min_width", "max_bad_pages", "max_ce_per_day", "kernel_params")
 
 
 def measure(params, docker):
@@ -302,6 +351,11 @@ def main():
             container_env=dict(type="dict", default={}),
             remediate=dict(type="bool", default=False),
             sysctl_file=dict(type="path", default="/etc/sysctl.d/90-sglang-rocm.conf"),
+            pcie_min_speed_gts=dict(type="float", default=32),
+            pcie_min_width=dict(type="int", default=16),
+            max_bad_pages=dict(type="int", default=64),
+            max_ce_per_day=dict(type="float", default=100),
+            kernel_params=dict(type="list", elements="str", default=["pci=realloc=off", "amd_iommu=on"]),
         ),
         supports_check_mode=True,
     )
@@ -316,16 +370,32 @@ def main():
         return module.get_bin_path(name, opt_dirs=[params["rocm_path"] + "/bin", "/usr/sbin", "/sbin"])
 
     def run(argv):
-        binary = which(argv[0])
+        """A remediation command (modprobe) under coreutils timeout: a module load that hangs on a
+        broken GPU ends after REMEDIATION_TIMEOUT seconds as a failed fix, not a stalled play."""
+        binary, timeout_bin = which(argv[0]), module.get_bin_path("timeout")
         if not binary:
             return 127, "", "%s not found on PATH" % argv[0]
-        return module.run_command([binary] + list(argv[1:]))
+        if not timeout_bin:
+            return 127, "", "coreutils timeout is not on the host's PATH, so %s is not run without a time limit" % argv[0]
+        rc, out, err = module.run_command([timeout_bin, "--kill-after=5", str(REMEDIATION_TIMEOUT), binary] + list(argv[1:]))
+        if rc in (124, 137):
+            err = "%s did not finish within %ds and was stopped. %s" % (" ".join(argv), REMEDIATION_TIMEOUT, err or "")
+        return rc, out, err
 
-    smi = collect_smi(params["amd_smi"], which, run, params["rocm_path"]) if params["amd_smi"] != "never" else None
+    smi = None
+    if params["amd_smi"] != "never":
+        smi_run = bounded_smi_run(module.run_command, module.get_bin_path("timeout"), params["amd_smi_timeout"])
+        smi = collect_smi(params["amd_smi"], which, smi_run, params["rocm_path"], timeout=params["amd_smi_timeout"])
     settings = dict((key, params[key]) for key in SETTINGS)
     docker = docker_status(params["docker"], params["docker_host"])
     if docker is None and params["docker_probe"]:
-        docker = probe_docker(module.get_bin_path, module.run_command, params["docker_host"], params["docker_timeout"])
+        docker_bin, timeout_bin = module.get_bin_path("docker"), module.get_bin_path("timeout")
+        cli = None
+        if docker_bin and timeout_bin:
+            cli = DockerCli(module, params["docker_host"], params["docker_timeout"], docker_bin=docker_bin,
+                            timeout_bin=timeout_bin)
+        docker = probe_docker(cli, params["docker_host"], params["docker_timeout"],
+                              missing=None if cli else "docker" if not docker_bin else "timeout")
 
     def check():
         facts = gather(params["sysfs_root"], params["dev_root"], params["proc_root"], params["rocm_path"], smi)
@@ -339,7 +409,8 @@ def main():
             facts, report = check()  # report the state after the fixes
         report = annotate_remediation(report, results)
     outcome = dict(changed=any(r["changed"] for r in results), report=report,
-                   ansible_facts={"rocm": facts, "sglang_preflight_report": report})
+                   ansible_facts={"rocm": facts, "sglang_preflight_report": report,
+                                  "sglang_firmware_env": report["firmware_env"]})
     if module._diff:
         outcome["diff"] = diff_entries(results)
     module.exit_json(**outcome)

@@ -33,7 +33,12 @@ author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
 options:
   host:
-    description: Address of the SGLang server as seen from inside the container.
+    description:
+      - Address the SGLang server binds (the server role's C(sglang_server_host)); the container
+        shares the host's network.
+      - The client connects to that address; to a wildcard bind (C(0.0.0.0), C(::)) through the
+        loopback address of the same family (C(127.0.0.1), C(::1)). An IPv6 address is put in
+        brackets for the client's URL.
     type: str
     default: 127.0.0.1
   port:
@@ -227,6 +232,7 @@ failed_tiers:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._address import url_host
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import DockerCli, exec_argument_spec
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._bench import (
     BenchSpecError,
@@ -266,7 +272,8 @@ def main():
     except BenchSpecError as exc:
         module.fail_json(msg=str(exc))
     docker = DockerCli(module, p["docker_host"], p["exec_timeout"])
-    params = dict(p, docker=docker.bin, timeout_bin=docker.timeout_bin)
+    # bench_serving builds http://<host>:<port> from --host: the address the server answers on
+    params = dict(p, docker=docker.bin, timeout_bin=docker.timeout_bin, host=url_host(p["host"]))
     plan = plan_run(params, specs)
     commands = [dict(tier=t["name"], reset=t["reset"], prime=t["prime"], run=t["run"],
                      read=t["read"]) for t in plan["tiers"]]

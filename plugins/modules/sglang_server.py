@@ -15,11 +15,21 @@ description:
     records the server's process group, its launch spec and its exit status in O(state_dir).
   - Waits synchronously for readiness on one monotonic deadline (O(timeout)); every probe is
     clamped to what is left of it. A closed port or HTTP 503 means "not yet". If the server
-    process exits while the module waits, the module fails at once with the exit status and the
-    last O(log_lines) lines of its log, instead of waiting for the timeout.
+    process exits while the module waits, the module fails with the exit status and the
+    last O(log_lines) lines of its log, instead of waiting for the timeout. While the port is
+    closed, whether the server still runs is asked of the container (one C(docker exec)) after
+    0.5 s, then at gaps that double up to 5 s; readiness itself is probed every O(sleep) seconds.
   - Idempotent. When a server with the same launch spec (command line, environment, API key,
     log path) is alive, it is left alone and the module only waits until it is ready.
-    A changed spec restarts it and the diff shows the old and new command lines.
+    A changed spec restarts it and the diff shows the old and new command lines. Wait budgets
+    are not part of the spec, so raising O(timeout) (and C(SGLANG_WARMUP_TIMEOUT) in O(env)) after
+    a timeout waits for the server that is still loading instead of restarting it.
+  - The API key is compared inside the container, as an HMAC under a random salt that never
+    leaves the container (files C(salt) and C(key.json) in O(state_dir)); nothing derived from
+    the key is returned, so RV(spec_hash) cannot be matched against a list of likely keys.
+  - Process ids are checked against their recorded start times and the container's generation
+    (boot id, pid namespace, start of its PID 1), so after a container restart the recorded ids
+    are neither reported alive nor signalled, and the module warns that the server is gone.
   - The API key never appears on a command line, in an environment, in C(docker inspect) or in
     the log. The module sends it over the stdin of C(docker exec); inside the container it is
     written to a 0600 YAML file passed with C(--config). The supervisor masks it in the server's
@@ -72,10 +82,19 @@ options:
     default: 30000
   host:
     description:
-      - Address the server binds (C(--host)). The module probes 127.0.0.1 when it is a
-        wildcard address.
+      - Address the server binds (C(--host)); the recipe's loopback address by default.
+      - The module probes this address; a wildcard (C(0.0.0.0), C(::)) through the loopback
+        address of the same family (C(127.0.0.1), C(::1)).
+      - Any address but 127.0.0.0/8, C(::1) and C(localhost) is refused without O(api_key),
+        unless O(allow_unauthenticated) is true.
     type: str
-    default: 0.0.0.0
+    default: 127.0.0.1
+  allow_unauthenticated:
+    description:
+      - Serve on a non-loopback O(host) without O(api_key), for a trusted, isolated network only;
+        the server's whole API, admin endpoints included, is then open to that network.
+    type: bool
+    default: false
   trust_remote_code:
     description: Pass C(--trust-remote-code).
     type: bool
@@ -89,6 +108,8 @@ options:
       - API key that the server enforces with Bearer authentication. Probes send it.
       - It is written to a 0600 file in O(state_dir) and passed with C(--config). It is never on a
         command line or in an environment.
+      - A key that starts with C(-) is refused, because the server reads C(--config) with argparse, which
+        takes such a value for an option.
     type: str
   env:
     description:
@@ -120,7 +141,8 @@ options:
   state_dir:
     description:
       - Directory inside the container for the supervisor's records (C(pid.json), C(spec.json),
-        C(rc.json), and C(config.yaml) with the key). Use one directory per server.
+        C(rc.json), C(config.yaml) and C(key.json) while a key is set, and the container's
+        C(salt)). Use one directory per server.
     type: path
     default: /run/sglang-server
   timeout:
@@ -128,6 +150,9 @@ options:
       - Overall deadline in seconds for the whole run, covering stop, launch and the wait for
         readiness. Model loading and ROCm kernel compilation can take tens of minutes.
       - On timeout the server is left running, so a re-run with the same spec waits for it again.
+      - Every C(docker exec) the module runs is limited to what is left of this deadline (and
+        to O(exec_timeout)); only the last one, which reads the log tail of a failure, may take up
+        to 10 seconds more.
     type: float
     default: 1800
   connect_timeout:
@@ -265,9 +290,12 @@ command:
       and any secret is masked.
   returned: always, except when O(state=stopped) and no server ran
   type: str
-  sample: python3 -m sglang.launch_server --model-path m --tokenizer-path m --tp-size 4 --host 0.0.0.0 --port 30000
+  sample: python3 -m sglang.launch_server --model-path m --tokenizer-path m --tp-size 4 --host 127.0.0.1 --port 30000
 spec_hash:
-  description: SHA-256 of the launch spec that decides whether a running server is the one wanted.
+  description:
+    - SHA-256 of the launch spec that decides whether a running server is the one wanted. It
+      covers the command line, the environment without its wait budgets (C(SGLANG_WARMUP_TIMEOUT))
+      and the log path; it holds nothing derived from the API key.
   returned: unless O(state=stopped)
   type: str
 server_info:
@@ -331,6 +359,13 @@ state_dir:
   description: Directory of the supervisor's records inside the container.
   returned: always
   type: str
+stale:
+  description:
+    - The recorded server is gone and its recorded process ids now may belong to other processes
+      (the container restarted or the host rebooted since the launch, or the recorded session id
+      was reused); they were not signalled.
+  returned: when the records in O(state_dir) are stale
+  type: str
 port_owners:
   description: Processes that hold the port, when the port is taken.
   returned: on failure because the port is taken
@@ -365,7 +400,8 @@ def argument_spec():
         tp_size=dict(type="int", default=1),
         gpu_count=dict(type="int"),
         port=dict(type="int", default=30000),
-        host=dict(type="str", default="0.0.0.0"),
+        host=dict(type="str", default="127.0.0.1"),
+        allow_unauthenticated=dict(type="bool", default=False),
         trust_remote_code=dict(type="bool", default=False),
         enable_metrics=dict(type="bool", default=False),
         api_key=dict(type="str", no_log=True),

@@ -6,7 +6,13 @@ A tree has three parts, mirroring what the collection reads through its host-roo
   sys/   KFD topology, /sys/module/amdgpu, DRM class entries, the GPUs' PCI devices
   dev/   kfd, dri/card*, dri/renderD*, mem: character nodes with /dev/null's numbers (1:3),
          so `docker run --device` accepts them and they are harmless inside a container
-  proc/  cmdline, sys/kernel/numa_balancing, meminfo
+  proc/  cmdline, sys/kernel/numa_balancing, sys/kernel/osrelease, meminfo, uptime
+
+GPU health (amdgpu's own sysfs names): fw_version/<block>_fw_version (hex; the KFD node's
+fw_version property holds the MEC version in decimal), vbios_version, the PCIe link files on
+the GPU and on its root port (sys/devices/pci0000:00/<root port>/<gpu>), ras/<block>_err_count
+(`ue: N` / `ce: N`) and ras/gpu_vram_bad_pages; dev/kmsg is a regular file in /dev/kmsg's record
+format (`pri,seq,ts_usec,flags;message`).
 
 Values come from ../shared/reference/rocm_host.md (sections 1 and 7): the MI300X node is the
 section 1.2 capture; gfx90a values are derived (no real capture exists), as marked below.
@@ -88,6 +94,8 @@ MI300X = GpuModel(
         "simd_per_cu": 4, "max_slots_scratch_cu": 32, "gfx_target_version": 90402,
         "vendor_id": AMD_VENDOR_ID, "device_id": 29857, "domain": 0, "hive_id": 10631624818852212319,
         "num_sdma_engines": 2, "num_sdma_xgmi_engines": 14, "num_sdma_queues_per_engine": 8,
+        # The section 1.2 capture reads fw_version 166; the healthy bed runs MEC 177 (Profile.mec_firmware
+        # replaces it), the mi300x-old-mec profile keeps 166.
         "num_cp_queues": 24, "max_engine_clk_fcompute": 2100, "local_mem_size": 0, "fw_version": 166,
         "capability": 746037888, "debug_prop": 1511, "sdma_fw_version": 22, "num_xcc": 8,
         "max_engine_clk_ccompute": 2400,
@@ -125,7 +133,18 @@ MI250_GCD = GpuModel(
 PARTITION_SPLIT = {"SPX": 1, "DPX": 2, "QPX": 4, "CPX": 8}
 
 HEALTHY_CMDLINE = ("BOOT_IMAGE=/boot/vmlinuz-6.8.0-79-generic root=/dev/mapper/vg0-root ro "
-                   "pci=realloc=off iommu=pt quiet")
+                   "pci=realloc=off amd_iommu=on iommu=pt quiet")
+GEN5_X16 = ("32.0 GT/s PCIe", "16", "32.0 GT/s PCIe", "16")  # current speed, width, max speed, width
+# Firmware blocks besides MEC (hex files), values of an MI300X with MEC 177 (illustrative).
+OTHER_FIRMWARE = {"sdma": 0x16, "smc": 0x557300, "rlc": 0x11, "sos": 0x210D0, "ta_ras": 0x1B000B01}
+BOOT_KMSG = (
+    "Linux version 6.8.0-79-generic (buildd@lcy02-amd64-049) #79-Ubuntu SMP PREEMPT_DYNAMIC",
+    "amdgpu: Virtual CRAT table created for CPU",
+    "[drm] amdgpu kernel modesetting enabled.",
+    "amdgpu 0000:05:00.0: amdgpu: SMU is initialized successfully!",
+    "amdgpu 0000:05:00.0: amdgpu: RAS: optional ras ta ucode is not available",
+    "kfd kfd: amdgpu: added device 1002:74a1",
+)
 
 
 @dataclass(frozen=True)
@@ -145,6 +164,13 @@ class Profile:
     cmdline: str = HEALTHY_CMDLINE
     cpu_nodes: int = 2
     mem_total_kib: int = 2113853440  # 2 TiB class host
+    mec_firmware: int = 177         # both the hex fw_version file and the KFD decimal property
+    link: tuple = GEN5_X16          # PCIe link files of every GPU and its root port
+    odd_gpu_link: tuple | None = None   # the link of GPU 3 only (a GPU trained at x8)
+    odd_gpu_ras: dict | None = None     # ras/<block>_err_count texts of GPU 3 only
+    odd_gpu_bad_pages: int = 0
+    kmsg: tuple = BOOT_KMSG
+    uptime_seconds: float = 3 * 86400.0
 
     @property
     def logical_gpus(self) -> int:
@@ -175,6 +201,16 @@ PROFILES = {p.name: p for p in (
                         dkms_version=None),
     dataclasses.replace(_HEALTHY, name="no-iommu-pt", summary="healthy except iommu=pt missing from the cmdline",
                         cmdline=HEALTHY_CMDLINE.replace(" iommu=pt", "")),
+    dataclasses.replace(_HEALTHY, name="mi300x-old-mec", summary="healthy except MEC firmware 166 (the real capture's)",
+                        mec_firmware=166),
+    dataclasses.replace(_HEALTHY, name="mi300x-x8-link", summary="healthy except GPU 3's PCIe link trained at x8",
+                        odd_gpu_link=("32.0 GT/s PCIe", "8", "32.0 GT/s PCIe", "16")),
+    dataclasses.replace(_HEALTHY, name="mi300x-ecc-errors",
+                        summary="healthy except GPU 3: 2 uncorrectable UMC errors, 1200 correctable, 3 retired pages",
+                        odd_gpu_ras={"umc": "ue: 2\nce: 1200", "sdma": "ue: 0\nce: 0", "gfx": "ue: 0\nce: 0"},
+                        odd_gpu_bad_pages=3),
+    dataclasses.replace(_HEALTHY, name="mi300x-no-realloc", summary="healthy except pci=realloc=off missing from the cmdline",
+                        cmdline=HEALTHY_CMDLINE.replace(" pci=realloc=off", "")),
 )}
 DEFAULT_PROFILE = _HEALTHY.name
 
@@ -225,7 +261,7 @@ def _kfd_gpu_nodes(profile: Profile):
     split = profile.logical_gpus // profile.gpus
     for index in range(profile.logical_gpus):
         phys, xcp = divmod(index, split)
-        values = dict(gpu.node)
+        values = dict(gpu.node, fw_version=profile.mec_firmware)
         # In a partition mode the XCP id is OR-ed into location_id; each XCP has its own
         # render minor (the 8 reserved per MI300X) and a share of the GPU's compute.
         values["location_id"] = (gpu.pci_buses[phys] << 8) | xcp
@@ -236,6 +272,22 @@ def _kfd_gpu_nodes(profile: Profile):
             values["array_count"] //= split
             values["num_xcc"] = max(1, values["num_xcc"] // split)
         yield phys, values
+
+
+def _write_health(profile: Profile, index: int, pci: Path, root_port: Path) -> None:
+    """Firmware, VBIOS, PCIe link (GPU and root port) and RAS files of physical GPU `index`."""
+    for block, version in dict(OTHER_FIRMWARE, mec=profile.mec_firmware).items():
+        _write(pci / "fw_version" / f"{block}_fw_version", f"0x{version:08x}\n")
+    _write(pci / "vbios_version", "113-M3000100-102\n")
+    link = profile.odd_gpu_link if profile.odd_gpu_link and index == 3 else profile.link
+    for directory in (pci, root_port):
+        for name, value in zip(("current_link_speed", "current_link_width", "max_link_speed", "max_link_width"), link):
+            _write(directory / name, value + "\n")
+    ras = profile.odd_gpu_ras if profile.odd_gpu_ras and index == 3 else dict.fromkeys(("umc", "sdma", "gfx"), "ue: 0\nce: 0")
+    for block, text in ras.items():
+        _write(pci / "ras" / f"{block}_err_count", text + "\n")
+    pages = profile.odd_gpu_bad_pages if index == 3 else 0
+    _write(pci / "ras/gpu_vram_bad_pages", "".join(f"0x{0x7f000 + page:08x} : 0x00001000 : R\n" for page in range(pages)))
 
 
 def build_tree(root: Path, profile: Profile) -> list:
@@ -252,6 +304,8 @@ def build_tree(root: Path, profile: Profile) -> list:
     dev.mkdir(parents=True)
 
     _write(proc / "cmdline", profile.cmdline + "\n")
+    _write(proc / "uptime", f"{profile.uptime_seconds:.2f} {profile.uptime_seconds * 100:.2f}\n")
+    _write(proc / "sys/kernel/osrelease", "6.8.0-79-generic\n")
     _write(proc / "sys/kernel/numa_balancing", f"{profile.numa_balancing}\n")
     _write(proc / "meminfo", f"MemTotal:       {profile.mem_total_kib} kB\n"
                              f"MemFree:        {profile.mem_total_kib * 9 // 10} kB\n"
@@ -263,6 +317,7 @@ def build_tree(root: Path, profile: Profile) -> list:
 
     drivers = sys_ / "bus/pci/drivers/amdgpu"
     if profile.amdgpu_loaded:
+        _write(dev / "kmsg", "".join(f"6,{seq},{1500000 + seq * 2500},-;{line}\n" for seq, line in enumerate(profile.kmsg)))
         drivers.mkdir(parents=True)
         module = sys_ / "module/amdgpu"
         _write(module / "initstate", "live\n")
@@ -274,7 +329,8 @@ def build_tree(root: Path, profile: Profile) -> list:
     pci_dirs = []
     for index in range(profile.gpus):
         bdf = _bdf(gpu.pci_buses[index])
-        pci = sys_ / "devices/pci0000:00" / bdf
+        root_port = sys_ / "devices/pci0000:00" / f"0000:00:{index + 1:02x}.1"
+        pci = root_port / bdf
         pci_dirs.append(pci)
         _write(pci / "vendor", f"0x{AMD_VENDOR_ID:04x}\n")
         _write(pci / "device", f"0x{gpu.pci_device:04x}\n")
@@ -287,6 +343,7 @@ def build_tree(root: Path, profile: Profile) -> list:
         if not profile.amdgpu_loaded:
             continue
         _link(pci / "driver", drivers)
+        _write_health(profile, index, pci, root_port)
         _write(pci / "mem_info_vram_total", f"{gpu.vram_bytes}\n")
         _write(pci / "mem_info_vram_used", "0\n")
         if gpu.xcp:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
 PREFIX = "ansible_collections.sglang_rocm.fleet.plugins.module_utils"
-CONTROLLER_ONLY = {"_render", "_report_bench", "_report_preflight"}
+CONTROLLER_ONLY = {"_render", "_report_bench", "_report_preflight", "_validate"}
 
 
 def module_utils_imported(path):

@@ -189,3 +189,42 @@ def test_device_nodes_are_char_devices_with_dev_null_numbers(tmp_path):
         assert stat.S_ISCHR(info.st_mode)
         assert (os.major(info.st_rdev), os.minor(info.st_rdev)) == (1, 3)
         assert stat.S_IMODE(info.st_mode) == 0o660
+
+
+def test_healthy_mi300x_health_files(tmp_path):
+    build(tmp_path, "mi300x-8gpu")
+    for node in gpu_nodes(tmp_path):
+        assert props(node / "properties")["fw_version"] == 177        # the KFD copy, decimal
+    pcis = sorted((tmp_path / "sys/bus/pci/devices").iterdir())
+    for pci in pcis:
+        assert (pci / "fw_version/mec_fw_version").read_text() == "0x000000b1\n"   # 177, hex
+        assert (pci / "current_link_speed").read_text() == "32.0 GT/s PCIe\n"
+        assert (pci / "current_link_width").read_text() == "16\n"
+        assert (pci / "ras/umc_err_count").read_text() == "ue: 0\nce: 0\n"
+        assert (pci / "ras/gpu_vram_bad_pages").read_text() == ""
+        root_port = pci.resolve().parent
+        assert root_port.name.startswith("0000:00:") and (root_port / "max_link_width").read_text() == "16\n"
+    kmsg = (tmp_path / "dev/kmsg").read_text().splitlines()
+    assert kmsg[0].startswith("6,0,1500000,-;Linux version") and all(";" in line for line in kmsg)
+    assert "pci=realloc=off" in (tmp_path / "proc/cmdline").read_text()
+    assert float((tmp_path / "proc/uptime").read_text().split()[0]) == 3 * 86400.0
+
+
+@pytest.mark.parametrize("name, path, text", [
+    ("mi300x-old-mec", "fw_version/mec_fw_version", "0x000000a6\n"),
+    ("mi300x-x8-link", "current_link_width", "8\n"),
+    ("mi300x-ecc-errors", "ras/umc_err_count", "ue: 2\nce: 1200\n"),
+])
+def test_odd_host_profiles_differ_in_one_fact(tmp_path, name, path, text):
+    build(tmp_path, name)
+    pcis = sorted((tmp_path / "sys/bus/pci/devices").iterdir())
+    odd = [p.name for p in pcis if (p / path).read_text() == text]
+    assert odd == ([p.name for p in pcis] if name == "mi300x-old-mec" else [pcis[3].name])
+    if name == "mi300x-old-mec":
+        assert {props(n / "properties")["fw_version"] for n in gpu_nodes(tmp_path)} == {166}
+
+
+def test_missing_kernel_param_profile(tmp_path):
+    build(tmp_path, "mi300x-no-realloc")
+    cmdline = (tmp_path / "proc/cmdline").read_text().split()
+    assert "pci=realloc=off" not in cmdline and "iommu=pt" in cmdline and "amd_iommu=on" in cmdline

@@ -63,3 +63,20 @@ def test_hosts_without_a_report_fact_or_unknown_to_the_inventory_are_errors(tmp_
     assert out["failed_hosts"] == ["gpu02", "gpu03", "gpu04"]
     assert out["summary"][:3] == ["preflight run1: 4 hosts, 1 pass, 0 warn, 1 fail, 2 without a report",
                                   "report: %s" % (tmp_path / "preflight.md"), "FAIL numa_balancing on 1 host: gpu02"]
+
+
+def test_drift_fail_must_be_a_list_naming_the_variable(tmp_path, run_action):
+    out = run_action({"hosts": ["gpu01"], "run_id": "run1", "results_dir": str(tmp_path), "drift_fail": "driver"})
+    assert out["failed"] and "sglang_preflight_drift_fail" in out["msg"]
+
+
+def test_drift_fail_fails_the_odd_host_out(tmp_path, run_action):
+    def versioned(host, mec):
+        rep = report(host, "pass")
+        rep["versions"] = {"device": "0x74a1", "facts": {"fw.mec": mec}}
+        return {"ansible_facts": {"sglang_preflight_report": rep}}
+    hostvars = {"gpu01": versioned("gpu01", "177"), "gpu02": versioned("gpu02", "166"), "gpu03": versioned("gpu03", "177")}
+    out = run_action({"hosts": ["gpu01", "gpu02", "gpu03"], "run_id": "run1", "results_dir": str(tmp_path),
+                      "drift_fail": ["fw.mec"]}, hostvars)
+    assert out["drift_failed"] == ["gpu02"] == out["failed_hosts"]
+    assert "fw.mec 166, majority 177 (2 of 3 hosts with device 0x74a1)" in out["drift_messages"]["gpu02"]

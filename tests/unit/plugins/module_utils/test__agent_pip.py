@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from unittest import mock
@@ -267,3 +268,48 @@ def test_helper_runs_standalone_as_the_module_runs_it():
     assert answer["missing"] == ["not-installed-pkg-xyz==1.0"] and answer["changed"] is False
     assert "error" in run_helper({"action": "probe", "requirements": ["a; b"]})
     assert "unknown action" in run_helper({"action": "nope"})["error"]
+
+
+def test_a_hung_pip_is_killed_at_the_deadline_with_everything_it_started(tmp_path):
+    pidfile = tmp_path / "grandchild"
+    hang = ("import subprocess, sys, time\n"
+            "child = subprocess.Popen(['sleep', '60'])\n"
+            "open(sys.argv[1], 'w').write(str(child.pid))\n"
+            "print('Looking in indexes: https://pypi.org/simple', flush=True)\n"
+            "time.sleep(60)\n")
+    P.set_deadline(1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(P.PipError) as exc:
+            P._run([sys.executable, "-c", hang, str(pidfile)])
+    finally:
+        P.set_deadline(None)
+    assert time.monotonic() - started < 10
+    assert str(exc.value).startswith("`%s -c %s %s` did not finish within 1 s in the container and was killed "
+                                     "with everything it started. The limit is exec_timeout "
+                                     "(sglang_docker_exec_timeout) less a margin for the answer"
+                                     % (os.path.basename(sys.executable), hang, pidfile))
+    assert str(exc.value).endswith("Last output:\nLooking in indexes: https://pypi.org/simple")
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % grandchild) as handle:
+                if handle.read().split(") ")[1][0] == "Z":
+                    break
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("pip's child %d outlived the deadline" % grandchild)
+
+
+def test_without_a_deadline_run_waits_and_the_module_always_sends_one():
+    P.set_deadline(None)
+    assert P.remaining() is None
+    assert P._run([sys.executable, "-c", "print('ok')"]) == (0, "ok\n")
+    P.set_deadline(5, clock=lambda: 100.0)
+    try:
+        assert P.remaining(clock=lambda: 103.0) == 2.0 and P.remaining(clock=lambda: 200.0) == 0.0
+    finally:
+        P.set_deadline(None)

@@ -7,6 +7,7 @@ they start is stopped by the agent itself or, on failure, by the fixture's clean
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -95,6 +96,12 @@ def test_launch_status_stop_round_trip(box):
 
     config = os.path.join(base["state_dir"], "config.yaml")
     assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.join(base["state_dir"], "key.json")).st_mode) == 0o600
+    # the key is compared in the container: same key, other key, no key
+    assert agent(dict(base, op="status", api_key=KEY))[1]["key_matches"] is True
+    assert agent(dict(base, op="status", api_key=KEY + "x"))[1]["key_matches"] is False
+    assert agent(dict(base, op="status", api_key=""))[1]["key_matches"] is False
+    assert "key_matches" not in status
     assert stat.S_IMODE(os.stat(base["state_dir"]).st_mode) == 0o700
     with open(config) as handle:
         assert handle.read() == 'api-key: "%s"\n' % KEY
@@ -108,7 +115,9 @@ def test_launch_status_stop_round_trip(box):
     assert sorted(member[0] for member in stopped["signalled"]) == sorted(members)
     assert stopped["killed"] == [] and stopped["remaining"] == []
     assert stopped["rc"]["rc"] == -signal.SIGTERM
-    assert sorted(os.listdir(base["state_dir"])) == ["rc.json"]  # key file gone with the server
+    # key files gone with the server; the container's salt stays (it is not derived from the key)
+    assert sorted(os.listdir(base["state_dir"])) == ["rc.json", "salt"]
+    assert stat.S_IMODE(os.stat(os.path.join(base["state_dir"], "salt")).st_mode) == 0o600
     for pid in members:
         assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split(") ")[1][0] == "Z"
 
@@ -191,3 +200,99 @@ def test_tail_and_secret_variants(tmp_path):
     line = b"raw=a'b\"c repr='a\\'b\"c' json=\"a'b\\\"c\""
     assert _agent_server.scrub(line, _agent_server.secret_variants("a'b\"c")) == \
         b"raw=******** repr='********' json=\"********\""
+
+
+# ----------------------------------------------------------------------------- reused pids (a fake /proc)
+
+
+def fake_proc(root, procs, boot_id="boot-1", pid_ns="pid:[4026532001]", init_start=100):
+    """A /proc with PID 1 and ``procs`` {pid: (sid, start, comm)}; each process leads nothing
+    but belongs to session and process group ``sid``."""
+    (root / "sys" / "kernel" / "random").mkdir(parents=True, exist_ok=True)
+    (root / "sys" / "kernel" / "random" / "boot_id").write_text(boot_id + "\n")
+    (root / "self" / "ns").mkdir(parents=True, exist_ok=True)
+    os.symlink(pid_ns, str(root / "self" / "ns" / "pid"))
+    for pid, (sid, start, comm) in [(1, (1, init_start, "init"))] + sorted(procs.items()):
+        entry = root / str(pid)
+        entry.mkdir()
+        fields = ["S", "0", str(sid), str(sid)] + ["0"] * 15 + [str(start)] + ["0"] * 10
+        (entry / "stat").write_text("%d (%s) %s\n" % (pid, comm, " ".join(fields)))
+        (entry / "comm").write_text(comm + "\n")
+        (entry / "environ").write_bytes(b"PATH=/bin\0")
+    return str(root)
+
+
+RECORD = {"supervisor": 7, "supervisor_start": 500, "server": 8, "server_start": 510, "pgid": 7, "sid": 7,
+          "launched_at": 1.7e9, "generation": {"boot_id": "boot-1", "pid_ns": "pid:[4026532001]", "init_start": 100}}
+
+
+def recorded_state(tmp_path, record=None):
+    record = RECORD if record is None else record
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "pid.json").write_text(json.dumps(record))
+    (state / "spec.json").write_text(json.dumps({"hash": "h1"}))
+    return {"state_dir": str(state), "log_path": str(tmp_path / "server.log"), "stop_timeout": 0.2}
+
+
+def test_after_a_container_restart_the_recorded_pids_are_not_signalled(tmp_path):
+    # the container restarted: PID 1 started later, and pids 7 and 8 are now other processes
+    # that happen to share session 7 (a shell and its child)
+    proc = fake_proc(tmp_path / "proc", {7: (7, 300, "bash"), 8: (7, 310, "sleep")}, init_start=250)
+    payload = recorded_state(tmp_path)
+    status = _agent_server.status(dict(payload, op="status"), proc=proc)
+    assert status["alive"] is False and status["members"] == []
+    assert status["stale"].startswith("the recorded server (pid 8) is gone: the container restarted")
+    kills = []
+    stopped = _agent_server.stop(payload, proc=proc, kill=lambda pid, signum: kills.append((pid, signum)))
+    assert kills == []
+    assert stopped["was_running"] is False and stopped["signalled"] == [] and stopped["remaining"] == []
+    assert stopped["stale"] == ("the recorded server (pid 8) is gone: the container restarted (or the host "
+                                "rebooted) since the server was launched (init_start changed); its recorded "
+                                "process ids were not signalled")
+
+
+def test_a_reused_session_id_is_not_signalled(tmp_path):
+    # same container generation, but pid 7 (the recorded supervisor, leader of session 7) exited
+    # and the number now leads another session: none of the launch's processes can be left
+    proc = fake_proc(tmp_path / "proc", {7: (7, 900, "sshd"), 12: (7, 905, "bash")})
+    payload = recorded_state(tmp_path)
+    kills = []
+    stopped = _agent_server.stop(payload, proc=proc, kill=lambda pid, signum: kills.append((pid, signum)))
+    assert kills == [] and stopped["signalled"] == []
+    assert "pid 7 now belongs to another process (started at tick 900, the recorded supervisor at tick 500)" \
+        in stopped["stale"]
+
+
+def test_the_recorded_processes_are_signalled_while_they_are_the_same(tmp_path):
+    proc = fake_proc(tmp_path / "proc", {7: (7, 500, "python3"), 8: (7, 510, "python3"), 9: (7, 520, "python3")})
+    payload = recorded_state(tmp_path)
+    kills = []
+
+    def kill(pid, signum):
+        kills.append((pid, signum))
+        shutil.rmtree(os.path.join(proc, str(pid)))  # SIGTERM works
+
+    status = _agent_server.status(dict(payload, op="status"), proc=proc)
+    assert status["alive"] is True and "stale" not in status
+    stopped = _agent_server.stop(payload, proc=proc, kill=kill)
+    assert sorted(kills) == [(7, signal.SIGTERM), (8, signal.SIGTERM), (9, signal.SIGTERM)]
+    assert "stale" not in stopped and stopped["remaining"] == []
+
+
+def test_a_pid_reused_between_listing_and_signal_is_left_alone(tmp_path):
+    proc = fake_proc(tmp_path / "proc", {8: (7, 777, "other")})
+    kills = []
+    _agent_server._signal_all([8], signal.SIGKILL, {8: 510}, proc=proc, kill=lambda *a: kills.append(a))
+    _agent_server._signal_all([9], signal.SIGKILL, {9: 1}, proc=proc, kill=lambda *a: kills.append(a))
+    assert kills == []
+    _agent_server._signal_all([8], signal.SIGKILL, {8: 777}, proc=proc, kill=lambda *a: kills.append(a))
+    assert kills == [(8, signal.SIGKILL)]
+
+
+def test_a_launch_records_the_generation_it_ran_in(tmp_path):
+    proc = fake_proc(tmp_path / "proc", {}, boot_id="b-9", pid_ns="pid:[42]", init_start=77)
+    assert _agent_server.generation(proc) == {"boot_id": "b-9", "pid_ns": "pid:[42]", "init_start": 77}
+    assert _agent_server.stale_reason(dict(RECORD, generation={"boot_id": "b-9", "pid_ns": "pid:[42]",
+                                                               "init_start": 77}), proc) is None
+    assert "boot_id changed" in _agent_server.stale_reason(dict(RECORD, generation={"boot_id": "b-1"}), proc)

@@ -477,3 +477,44 @@ def test_run_plan_survives_an_unwritable_results_dir():
         "'/var/lib/sglang-bench/r1/low.jsonl'",
         "could not write /var/lib/sglang-bench/r1/low.log: [Errno 13] Permission denied: "
         "'/var/lib/sglang-bench/r1/low.log'"]
+
+
+class WedgedHost(FakeHost):
+    """A docker daemon that wedges on the short steps: the call ends at its coreutils limit (124)."""
+
+    def __init__(self, outputs, wedged_verbs, clock):
+        super().__init__(outputs)
+        self.wedged_verbs = wedged_verbs
+        self.clock = clock
+
+    def __call__(self, argv, env):
+        if any(verb in argv for verb in self.wedged_verbs):
+            self.calls.append((argv, env))
+            self.clock["now"] += int(argv[2])  # timeout stops the docker CLI at its limit
+            return 124, "", ""
+        return super().__call__(argv, env)
+
+
+def test_a_wedged_prepare_step_names_the_command_and_its_limit(tmp_path):
+    plan = _bench.plan_run(dict(PARAMS, results_dir=str(tmp_path), exec_timeout=45), [spec()])
+    clock = {"now": 0.0}
+    host = WedgedHost({}, ["mkdir"], clock)
+    records = _bench.run_plan(plan, host, clock=lambda: clock["now"])
+    assert host.calls[0][0][1:3] == ["--kill-after=5", "45"]
+    assert records[0]["status"] == "error"
+    assert records[0]["error"] == (
+        "could not prepare /tmp/sglang-bench/r1 in the container (docker exec exited 124): `mkdir -p -- "
+        "/tmp/sglang-bench/r1` in the container did not answer within 45 s (exec_timeout, "
+        "sglang_docker_exec_timeout), so the docker CLI was stopped; is the docker daemon or the container wedged?")
+
+
+def test_wedged_reset_and_read_steps_are_warnings_that_name_them(tmp_path):
+    plan = _bench.plan_run(dict(PARAMS, results_dir=str(tmp_path), exec_timeout=30), [spec()])
+    clock = {"now": 0.0}
+    host = WedgedHost({"low": (0, fixture("stdout_0.5.7_low.txt"), "", None)}, ["rm", "cat"], clock)
+    records = _bench.run_plan(plan, host, clock=lambda: clock["now"])
+    assert records[0]["status"] == "ok" and records[0]["source"] == "stdout"
+    assert [w.split(" in the container did not answer within ")[0] for w in records[0]["warnings"]
+            if "did not answer" in w] == ["`rm -f -- /tmp/sglang-bench/r1/low.jsonl /tmp/sglang-bench/r1/low.prime.jsonl`",
+                                          "`cat -- /tmp/sglang-bench/r1/low.jsonl`"]
+    assert all("within 30 s (exec_timeout" in w for w in records[0]["warnings"] if "did not answer" in w)

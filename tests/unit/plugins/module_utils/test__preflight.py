@@ -7,7 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures" / "rocm"))
 from rocm_harness import build_host  # noqa: E402
 
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _preflight, _preflight_checks, _rocm  # noqa: E402
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_cli, _preflight, _preflight_checks, _rocm  # noqa: E402
 
 GIB = 1 << 30
 
@@ -15,7 +15,8 @@ GIB = 1 << 30
 def settings(**overrides):
     base = dict(expected_gpus=8, tp_size=4, gfx=["gfx942"], min_vram_gib=180, min_free_disk_gib=100,
                 compute_partitions=["SPX"], memory_partitions=["NPS1"], skip=[], cache_dir=None,
-                container_env={}, sysctl_file="/etc/sysctl.d/90-sglang-rocm.conf")
+                container_env={}, sysctl_file="/etc/sysctl.d/90-sglang-rocm.conf", pcie_min_speed_gts=32,
+                pcie_min_width=16, max_bad_pages=64, max_ce_per_day=100, kernel_params=["pci=realloc=off"])
     base.update(overrides)
     return base
 
@@ -52,6 +53,12 @@ def test_valid_inputs_have_no_errors(tmp_path):
     ({"compute_partitions": ["XPS"]}, "sglang_preflight_compute_partitions", "got ['XPS']"),
     ({"cache_dir": "relative/cache"}, "sglang_cache_dir", "got 'relative/cache'"),
     ({"sysfs_root": "/nonexistent/sys"}, "sglang_preflight_sysfs_root", "got '/nonexistent/sys'"),
+    ({"pcie_min_speed_gts": "gen5"}, "sglang_preflight_pcie_min_speed_gts", "got 'gen5'"),
+    ({"pcie_min_width": -16}, "sglang_preflight_pcie_min_width", "got -16"),
+    ({"max_bad_pages": 1.5}, "sglang_preflight_max_bad_pages", "got 1.5"),
+    ({"max_ce_per_day": -1}, "sglang_preflight_max_ce_per_day", "got -1"),
+    ({"kernel_params": ["pci=realloc=off amd_iommu=on"]}, "sglang_preflight_kernel_params",
+     "got ['pci=realloc=off amd_iommu=on']"),
 ])
 def test_each_bad_input_names_variable_host_value_expectation_and_fix(tmp_path, change, variable, seen):
     errors = _preflight.validate_inputs(params(build_host(tmp_path, gpus=0), **change), "gpu07")
@@ -70,7 +77,7 @@ def test_every_bad_input_is_reported_at_once(tmp_path):
 # ---------------------------------------------------------------- verdicts per host kind
 
 def test_healthy_host_passes_every_host_check(tmp_path):
-    report = evaluate(build_host(tmp_path))
+    report = evaluate(build_host(tmp_path, health={}))
     assert report["status"] == "pass" and report["failed"] == [] and report["warnings"] == []
     assert [c["name"] for c in report["checks"]] == list(_preflight.CHECKS)
     assert {c["name"] for c in report["checks"] if c["status"] == "n/a"} == {
@@ -247,7 +254,7 @@ def test_remote_daemon_disk_is_not_measured_here():
 def test_failure_message_lists_every_failed_check_with_its_fix(tmp_path):
     report = evaluate(build_host(tmp_path, kind="mi250", numa_balancing=1))
     lines = report["message"].splitlines()
-    assert lines[0] == "preflight failed on gpu01: 3 checks of 19 failed"
+    assert lines[0] == "preflight failed on gpu01: 3 checks of %d failed" % len(_preflight_checks.CHECKS)
     assert [line.split(":")[0] for line in lines[1:]] == ["- gfx", "- vram", "- numa_balancing"]
     assert all("(expected " in line and "Fix: " in line for line in lines[1:])
 
@@ -344,8 +351,17 @@ def test_docker_info_answers_are_normalised():
     assert not garbage["reachable"] and "no server information" in garbage["error"]
 
 
-def test_docker_info_argv_uses_timeout_only_when_found():
-    assert _preflight.docker_info_argv("/usr/bin/docker", "unix:///d.sock", 10, None) == [
-        "/usr/bin/docker", "--host", "unix:///d.sock", "info", "--format", "{{json .}}"]
-    assert _preflight.docker_info_argv("/usr/bin/docker", "unix:///d.sock", 10, "/usr/bin/timeout")[:3] == [
-        "/usr/bin/timeout", "--kill-after=2", "10s"]
+def test_probe_docker_asks_through_the_seam_and_reads_its_timeout():
+    class Cli:
+        def __init__(self, done):
+            self.done, self.calls = done, []
+
+        def command(self, args, timeout=None):
+            self.calls.append((args, timeout))
+            return self.done
+    cli = Cli(_docker_cli.Completed(124, "", "", True, 10.0))
+    status = _preflight.probe_docker(cli, "unix:///d.sock", 10)
+    assert cli.calls == [(["info", "--format", "{{json .}}"], 10)]
+    assert status["error"] == "the daemon did not answer docker info within 10s" and not status["reachable"]
+    missing = _preflight.probe_docker(None, "unix:///d.sock", 10, missing="docker")
+    assert "docker CLI is not on the host's PATH" in missing["error"]

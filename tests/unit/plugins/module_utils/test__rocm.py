@@ -11,6 +11,9 @@ from rocm_harness import MI300X_VRAM, build_host, fixture_text  # noqa: E402
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _rocm  # noqa: E402
 
 
+HEALTH_KEYS = ("firmware", "mec_firmware", "kfd_fw_version", "vbios_version", "pcie", "ras", "xgmi")
+
+
 def gather(tree, **kwargs):
     return _rocm.gather(tree.sysfs_root, tree.dev_root, tree.proc_root, **kwargs)
 
@@ -81,7 +84,7 @@ def test_healthy_mi300x_host(tmp_path):
     assert facts["gpu_count"] == 8 and facts["cpu_node_count"] == 2
     assert facts["numa_balancing"] == 0 and facts["iommu_passthrough"] is True
     assert facts["dev_mem_present"] and facts["errors"] == [] and facts["unreadable_nodes"] == []
-    first = facts["gpus"][0]
+    first = dict((k, v) for k, v in facts["gpus"][0].items() if k not in HEALTH_KEYS)
     assert first == {
         "node": 2, "gpu_id": 28851, "name": "ip discovery", "gfx_target_version": 90402, "gfx": "gfx942",
         "vendor_id": 4098, "device_id": 29857, "pci_address": "0000:05:00.0", "render_minor": 128,
@@ -218,15 +221,19 @@ def test_collect_amd_smi_rocm7():
         ("version", "--json"): (0, fixture_text("amd_smi_version_rocm7.json"), ""),
         ("list", "--json"): (0, fixture_text("amd_smi_list_rocm6.json"), ""),
         ("static", "--asic", "--vram", "--json"): (0, fixture_text("amd_smi_static_rocm7_warning.txt"), ""),
+        ("metric", "--pcie", "--json"): (0, fixture_text("amd_smi_metric_pcie_rocm7.json"), ""),
     })
     smi = _rocm.collect_smi("auto", tools.which, tools.run)
     assert smi["tool"] == "amd-smi" and smi["error"] is None
     assert smi["version"]["rocm_version"] == "7.0.2"
     assert smi["gpus"][0] == {"gpu": 0, "bdf": "0000:05:00.0", "uuid": "8dff74a1-0000-1000-8000-8d1457e2c20f",
                               "kfd_id": 28851, "node_id": 2, "market_name": "AMD Instinct MI300X",
-                              "target_graphics_version": "gfx942", "vram_total_bytes": 196592 << 20}
+                              "target_graphics_version": "gfx942", "vram_total_bytes": 196592 << 20,
+                              "pcie_width": 16, "pcie_speed_gts": 32}
+    assert smi["gpus"][3]["pcie_width"] == 8
     assert tools.calls == [["/opt/rocm/bin/amd-smi", "version", "--json"], ["/opt/rocm/bin/amd-smi", "list", "--json"],
-                           ["/opt/rocm/bin/amd-smi", "static", "--asic", "--vram", "--json"]]
+                           ["/opt/rocm/bin/amd-smi", "static", "--asic", "--vram", "--json"],
+                           ["/opt/rocm/bin/amd-smi", "metric", "--pcie", "--json"]]
 
 
 def test_collect_amd_smi_failure_is_reported_not_raised():
@@ -234,6 +241,7 @@ def test_collect_amd_smi_failure_is_reported_not_raised():
         ("version", "--json"): (0, fixture_text("amd_smi_version_rocm6.json"), ""),
         ("list", "--json"): (1, "", "amdgpu driver not initialized"),
         ("static", "--asic", "--vram", "--json"): (0, fixture_text("amd_smi_static_rocm6.json"), ""),
+        ("metric", "--pcie", "--json"): (124, "", ""),
     })
     smi = _rocm.collect_smi("auto", tools.which, tools.run)
     assert smi["gpus"] == [] and "amd-smi list --json" in smi["error"] and "not initialized" in smi["error"]

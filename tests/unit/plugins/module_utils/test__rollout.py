@@ -158,3 +158,14 @@ def test_missing_images_and_their_message():
     message = _rollout.missing_images_message(missing, "gpu01", "unix:///d.sock", "r:2")
     assert message.startswith("Nothing was changed. The registry has no image r:2 (404: manifest unknown)")
     assert "gpu01" in message and "sglang_upgrade_check_image=false" in message
+    assert "could not be asked" not in message and "is it up" not in message
+
+
+def test_a_registry_that_is_down_is_not_reported_as_a_missing_image():
+    down = {"reference": "10.0.0.1:1/r:2", "found": False, "status": 500,
+            "message": 'Get "http://10.0.0.1:1/v2/": dial tcp 10.0.0.1:1: connect: connection refused'}
+    message = _rollout.missing_images_message([down], "gpu01", "unix:///d.sock", down["reference"])
+    assert message.startswith("Nothing was changed. The registry could not be asked for image 10.0.0.1:1/r:2 "
+                              "(500: Get ")
+    assert "connection refused" in message and "is it up" in message
+    assert "has no image" not in message

@@ -1,6 +1,7 @@
 """Pure logic of the sglang_server module: no Docker, no network, no real time."""
 
 import base64
+import itertools
 import json
 import os
 import re
@@ -13,7 +14,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._http import Htt
 
 def params(**extra):
     base = {"state": "started", "model_path": "/models/kimi", "tokenizer_path": None, "tp_size": 4,
-            "port": 30000, "host": "0.0.0.0", "trust_remote_code": True, "enable_metrics": True,
+            "port": 30000, "host": "127.0.0.1", "trust_remote_code": True, "enable_metrics": True,
             "api_key": None, "env": {}, "extra_args": [], "python": "python3",
             "launch_module": "sglang.launch_server", "state_dir": "/run/sglang-server",
             "timeout": 1800.0, "connect_timeout": 30.0, "sleep": 0.5}
@@ -100,7 +101,7 @@ def test_argv_uses_long_flags_and_passes_metacharacters_literally():
     path = "/models/a b;rm -rf /$(x)`y`|z&"
     argv = _server.build_argv(params(model_path=path, extra_args=["--mem-fraction-static", "0.8"]))
     assert argv == ["python3", "-m", "sglang.launch_server", "--model-path", path, "--tokenizer-path", path,
-                    "--tp-size", "4", "--host", "0.0.0.0", "--port", "30000", "--trust-remote-code",
+                    "--tp-size", "4", "--host", "127.0.0.1", "--port", "30000", "--trust-remote-code",
                     "--enable-metrics", "--mem-fraction-static", "0.8"]
 
 
@@ -108,7 +109,7 @@ def test_api_key_goes_into_a_config_file_not_the_argv():
     argv = _server.build_argv(params(api_key="sk-secret", tokenizer_path="/tok", trust_remote_code=False,
                                      enable_metrics=False, state_dir="/run/s"))
     assert argv == ["python3", "-m", "sglang.launch_server", "--model-path", "/models/kimi", "--tokenizer-path", "/tok",
-                    "--tp-size", "4", "--host", "0.0.0.0", "--port", "30000", "--config", "/run/s/config.yaml"]
+                    "--tp-size", "4", "--host", "127.0.0.1", "--port", "30000", "--config", "/run/s/config.yaml"]
     assert "sk-secret" not in " ".join(argv)
 
 
@@ -120,11 +121,22 @@ def test_launch_env_is_strings_with_unbuffered_output():
 
 def test_spec_hash_changes_with_every_part_of_the_launch():
     argv, env = ["python3", "-m", "x"], {"A": "1"}
-    base = _server.spec_hash(argv, env, "k1", "/log")
-    assert base == _server.spec_hash(list(argv), dict(env), "k1", "/log")
-    assert len({base, _server.spec_hash(argv + ["--y"], env, "k1", "/log"),
-                _server.spec_hash(argv, {"A": "2"}, "k1", "/log"), _server.spec_hash(argv, env, "k2", "/log"),
-                _server.spec_hash(argv, env, None, "/log"), _server.spec_hash(argv, env, "k1", "/other")}) == 6
+    base = _server.spec_hash(argv, env, "/log")
+    assert base == _server.spec_hash(list(argv), dict(env), "/log")
+    assert len({base, _server.spec_hash(argv + ["--y"], env, "/log"),
+                _server.spec_hash(argv, {"A": "2"}, "/log"), _server.spec_hash(argv, env, "/other")}) == 4
+
+
+def test_the_wait_budget_is_not_part_of_the_spec_hash():
+    # the server role passes SGLANG_WARMUP_TIMEOUT=sglang_server_timeout: raising the timeout after
+    # a timeout must find the same server, still loading, not restart it
+    argv = _server.build_argv(params())
+    env = {"SGLANG_ROCM_FUSED_DECODE_MLA": "0"}
+    before = _server.spec_hash(argv, _server.launch_env(dict(env, SGLANG_WARMUP_TIMEOUT=1800)), "/log")
+    after = _server.spec_hash(argv, _server.launch_env(dict(env, SGLANG_WARMUP_TIMEOUT=3600)), "/log")
+    assert before == after
+    other = _server.launch_env(dict(env, SGLANG_ROCM_FUSED_DECODE_MLA="1", SGLANG_WARMUP_TIMEOUT=1800))
+    assert before != _server.spec_hash(argv, other, "/log")
 
 
 def test_command_line_is_shell_quoted_and_masked():
@@ -182,7 +194,7 @@ def test_deadline_arithmetic_with_an_injected_clock():
     assert deadline.remaining() == 0 and deadline.expired() and deadline.clamp(5) == 0
 
 
-def run_wait(verdicts, deaths=None, timeout=10.0, interval=1.0, probe_cost=0.0, check_every=None):
+def run_wait(verdicts, deaths=None, timeout=10.0, interval=1.0, probe_cost=0.0, check_every=None, check_cap=None):
     clock = FakeClock()
     probes, checks = [], []
     verdicts, deaths = list(verdicts), list(deaths or [])
@@ -198,7 +210,7 @@ def run_wait(verdicts, deaths=None, timeout=10.0, interval=1.0, probe_cost=0.0, 
 
     deadline = _server.Deadline(timeout, clock)
     outcome = _server.wait_until_ready(probe, is_dead, deadline, clock.sleep, interval, wall=lambda: 1.7e9 + clock.now,
-                                       check_every=check_every)
+                                       check_every=check_every, check_cap=check_cap)
     return outcome, clock, probes, checks
 
 
@@ -220,6 +232,22 @@ def test_wait_probes_often_but_asks_the_container_at_most_once_per_check_every()
     assert outcome.status == "ready" and outcome.attempts == 22
     # 21 refused probes 0.1 s apart: the container is asked at 0, 0.5, 1.0, 1.5, 2.0 (not 21 times)
     assert [round(c - checks[0], 6) for c in checks] == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_death_check_gaps_double_up_to_the_cap():
+    gaps = _server.check_gaps(0.5, 5.0)
+    assert list(itertools.islice(gaps, 8)) == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0]
+    assert list(itertools.islice(_server.check_gaps(0.5, 0.5), 3)) == [0.5, 0.5, 0.5]
+
+
+def test_wait_backs_off_the_death_check_but_not_the_probe():
+    # a 30-minute load with the port closed, probed every 0.1 s: ~18,000 probes, few docker execs
+    outcome, clock, probes, checks = run_wait([REFUSED] * 18000 + [READY], timeout=3600, interval=0.1,
+                                              check_every=0.5, check_cap=5.0)
+    assert outcome.status == "ready" and outcome.attempts == 18001
+    assert [round(b - a, 6) for a, b in zip(checks, checks[1:])][:6] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert len(checks) < 370  # not 3,600 (one per 0.5 s)
+    assert set(clock.sleeps) == {0.1}
 
 
 def test_wait_with_sparse_checks_still_fails_fast_when_the_server_died():
@@ -279,7 +307,7 @@ def test_generate_needs_generated_text():
         "/generate: HTTP 200 but the body is not JSON"
 
 
-@pytest.mark.parametrize("host, address", [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("10.0.0.5", "10.0.0.5"),
+@pytest.mark.parametrize("host, address", [("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("10.0.0.5", "10.0.0.5"),
                                            ("fd00::5", "[fd00::5]")])
 def test_probe_address(host, address):
     assert _server.probe_address(host) == address

@@ -61,8 +61,8 @@ def test_modprobe_is_run_through_run_command_and_its_failure_reported(tmp_path):
     (tmp_path / "cache").mkdir()
     runner = mock.Mock(return_value=(1, "", "modprobe: FATAL: Module amdgpu not found in directory /lib/modules/6.8.0"))
     kind, result = run_module(rocm_preflight, args(tree, tmp_path, remediate=True), run_command=runner,
-                              bin_paths={"modprobe": "/usr/sbin/modprobe"})
-    runner.assert_called_once_with(["/usr/sbin/modprobe", "amdgpu"])
+                              bin_paths={"modprobe": "/usr/sbin/modprobe", "timeout": "/usr/bin/timeout"})
+    runner.assert_called_once_with(["/usr/bin/timeout", "--kill-after=5", "120", "/usr/sbin/modprobe", "amdgpu"])
     assert kind == "exit" and result["changed"] is False
     assert result["report"]["failed"] == ["amdgpu_loaded", "kfd_present", "gpu_count"]
     assert "failed: modprobe amdgpu exited 1: modprobe: FATAL" in result["report"]["message"]
@@ -76,8 +76,9 @@ def test_without_a_registered_result_the_module_asks_the_daemon_itself(tmp_path)
     kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True, docker_timeout=7,
                                                    docker_host="unix:///run/d.sock"),
                               run_command=runner, bin_paths={"docker": "/usr/bin/docker", "timeout": "/usr/bin/timeout"})
-    runner.assert_called_once_with(["/usr/bin/timeout", "--kill-after=2", "7s", "/usr/bin/docker", "--host",
-                                    "unix:///run/d.sock", "info", "--format", "{{json .}}"],
+    # through the docker CLI seam: its coreutils timeout, its C locale
+    runner.assert_called_once_with(["/usr/bin/timeout", "--kill-after=5", "7", "/usr/bin/docker", "--host",
+                                    "unix:///run/d.sock", "info", "--format", "{{json .}}"], data=None,
                                    environ_update={"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"})
     checks = dict((c["name"], c) for c in result["report"]["checks"])
     assert kind == "exit" and result["report"]["status"] == "pass"
@@ -91,7 +92,7 @@ def test_a_silent_daemon_or_a_missing_cli_is_a_failed_check_not_a_failed_task(tm
     down = mock.Mock(return_value=(1, '{"ServerVersion": ""}', "Cannot connect to the Docker daemon at "
                                    "unix:///var/run/docker.sock. Is the docker daemon running?\n"))
     kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True), run_command=down,
-                              bin_paths={"docker": "/usr/bin/docker"})
+                              bin_paths={"docker": "/usr/bin/docker", "timeout": "/usr/bin/timeout"})
     checks = dict((c["name"], c) for c in result["report"]["checks"])
     assert kind == "exit" and result["report"]["failed"] == ["docker_daemon"]
     assert "Cannot connect to the Docker daemon" in checks["docker_daemon"]["observed"]
@@ -129,3 +130,41 @@ def test_docker_result_feeds_the_docker_checks(tmp_path):
     down = {"failed": False, "can_talk_to_docker": False, "msg": "Error connecting: permission denied"}
     kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker=down))
     assert result["report"]["failed"] == ["docker_daemon"]
+
+
+def test_a_wedged_daemon_ends_at_docker_timeout_with_a_failed_check(tmp_path):
+    tree = build_host(tmp_path)
+    (tmp_path / "cache").mkdir()
+    clock = {"now": 10.0}
+
+    def wedged(argv, **kwargs):
+        clock["now"] += int(argv[2])  # docker info hangs until timeout stops it
+        return 124, "", ""
+    with mock.patch("ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli.time.monotonic",
+                    lambda: clock["now"]):
+        kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True, docker_timeout=4),
+                                  run_command=mock.Mock(side_effect=wedged),
+                                  bin_paths={"docker": "/usr/bin/docker", "timeout": "/usr/bin/timeout"})
+    checks = dict((c["name"], c) for c in result["report"]["checks"])
+    assert kind == "exit" and "docker_daemon" in result["report"]["failed"]
+    assert "the daemon did not answer docker info within 4s" in checks["docker_daemon"]["observed"]
+
+
+def test_without_coreutils_timeout_docker_info_is_not_run_unbounded(tmp_path):
+    tree = build_host(tmp_path)
+    (tmp_path / "cache").mkdir()
+    kind, result = run_module(rocm_preflight, args(tree, tmp_path, docker_probe=True),
+                              bin_paths={"docker": "/usr/bin/docker"})
+    checks = dict((c["name"], c) for c in result["report"]["checks"])
+    assert kind == "exit" and "coreutils timeout is not on the host's PATH" in checks["docker_daemon"]["observed"]
+
+
+def test_a_hung_modprobe_ends_at_its_limit_as_a_failed_fix(tmp_path):
+    tree = build_host(tmp_path, amdgpu=False)
+    (tmp_path / "cache").mkdir()
+    runner = mock.Mock(return_value=(124, "", ""))
+    kind, result = run_module(rocm_preflight, args(tree, tmp_path, remediate=True), run_command=runner,
+                              bin_paths={"modprobe": "/usr/sbin/modprobe", "timeout": "/usr/bin/timeout"})
+    assert kind == "exit" and result["changed"] is False
+    assert "failed: modprobe amdgpu exited 124: modprobe amdgpu did not finish within 120s and was stopped" \
+        in result["report"]["message"]

@@ -58,7 +58,7 @@ def test_converged_container_runs_one_probe_and_changes_nothing(run_module):
     result = run_module({}, docker)
     assert result["_rc"] == 0 and result["changed"] is False
     assert docker.calls == [(BASE, {"action": "probe", "requirements": ["sentencepiece", "tiktoken"],
-                                    "extra_args": []})]
+                                    "extra_args": [], "deadline": 590})]
     assert result["missing"] == [] and result["changes"] == {} and result["container_absent"] is False
     assert "diff" not in result
 
@@ -171,3 +171,11 @@ def test_a_helper_that_outlives_exec_timeout_is_stopped_and_named(run_module):
     assert result["_rc"] == 1 and result["timed_out"] is True
     assert result["msg"].startswith("Host gpu01: the pip helper in container Kimi-linear on "
                                     "unix:///var/run/docker.sock did not answer within 30 s (exec_timeout)")
+
+
+def test_the_pip_helper_gets_a_deadline_inside_exec_timeout(run_module):
+    docker = Docker(CONVERGED)
+    run_module({"exec_timeout": 20}, docker)
+    argv, request = docker.calls[0]
+    assert argv[:3] == ["/usr/bin/timeout", "--kill-after=5", "20"]
+    assert request["deadline"] == 15  # pip is stopped in the container before the docker CLI is

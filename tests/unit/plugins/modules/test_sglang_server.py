@@ -3,6 +3,7 @@ CLI (AnsibleModule.run_command, the fake_docker of conftest.py), the urllib open
 lookups and time."""
 
 import collections
+import hashlib
 import io
 import json
 import urllib.error
@@ -32,7 +33,7 @@ def wanted(module_args):
     params.update(module_args)
     argv = _server.build_argv(params)
     env = _server.launch_env(params["env"])
-    return {"hash": _server.spec_hash(argv, env, params.get("api_key"), params["log_path"]),
+    return {"hash": _server.spec_hash(argv, env, params["log_path"]),
             "command": _server.command_line(argv), "env": env}
 
 
@@ -150,12 +151,12 @@ def test_fresh_start_launches_once_and_waits_for_health(run_module):
         "python3", "-m", "sglang.launch_server",
         "--model-path", "moonshotai/Kimi-Linear-48B-A3B-Instruct",
         "--tokenizer-path", "moonshotai/Kimi-Linear-48B-A3B-Instruct",
-        "--tp-size", "4", "--host", "0.0.0.0", "--port", "30000",
+        "--tp-size", "4", "--host", "127.0.0.1", "--port", "30000",
         "--trust-remote-code", "--enable-metrics", "--config", "/run/sglang-server/config.yaml"]
     assert launch["env"] == {"PYTHONUNBUFFERED": "1", "SGLANG_ROCM_FUSED_DECODE_MLA": "0"}
     assert launch["api_key"] == KEY  # only ever inside the stdin script
     assert (launch["state_dir"], launch["log_path"]) == ("/run/sglang-server", "/var/log/sglang/server.log")
-    assert boundary.port_checks == [(30000, "0.0.0.0")]
+    assert boundary.port_checks == [(30000, "127.0.0.1")]
     # HTTP: three probes then server info, each with the Bearer key, clamped timeouts
     assert [(r.method, r.url) for r in boundary.requests] == [
         ("GET", "http://127.0.0.1:30000/health")] * 3 + [("GET", "http://127.0.0.1:30000/get_server_info")]
@@ -201,7 +202,7 @@ def test_changed_spec_restarts_with_a_diff_of_the_command_lines(run_module):
     assert result["reason"] == "the launch spec changed"
     assert boundary.ops() == ["status", "stop", "launch"]
     assert boundary.exec_calls[1].payload["stop_timeout"] == 30.0
-    assert boundary.port_checks == [(30000, "0.0.0.0")]  # after the stop, before the launch
+    assert boundary.port_checks == [(30000, "127.0.0.1")]  # after the stop, before the launch
     assert result["diff"]["before"]["command"] == old["command"]
     assert result["diff"]["after"]["command"] == old["command"] + " --mem-fraction-static 0.85"
     assert result["stopped"]["signalled"] == STOPPED["signalled"]
@@ -463,3 +464,104 @@ def test_an_agent_call_that_runs_out_of_time_is_named(run_module):
     assert result["_rc"] == 1 and result["timed_out"] is True
     assert result["msg"].startswith("the status step in container Kimi-linear on unix:///var/run/docker.sock "
                                     "did not answer within 600 s (exec_timeout)")
+
+
+# ----------------------------------------------------------------------------- issue 15: identity and bounds
+
+
+def test_a_raised_timeout_waits_for_the_loading_server_instead_of_restarting_it(run_module):
+    # the server role sets SGLANG_WARMUP_TIMEOUT to sglang_server_timeout; the first run timed out
+    first = args(timeout=1800, env={"SGLANG_ROCM_FUSED_DECODE_MLA": "0", "SGLANG_WARMUP_TIMEOUT": "1800"})
+    second = args(timeout=3600, env={"SGLANG_ROCM_FUSED_DECODE_MLA": "0", "SGLANG_WARMUP_TIMEOUT": "3600"})
+    boundary = Boundary(agent={"status": [running(wanted(first))]}, http=[H503, H200, INFO])
+    result = run_module(second, boundary, diff=True)
+    assert result["_rc"] == 0 and result["changed"] is False and result["action"] == "none"
+    assert boundary.ops() == ["status"]  # no stop, no launch
+    assert result["spec_hash"] == wanted(first)["hash"]
+    assert result["diff"]["before"] == result["diff"]["after"]
+
+
+def test_the_published_spec_hash_carries_nothing_derived_from_the_api_key(run_module):
+    results = []
+    for key in (KEY, "sk-other-key-7"):
+        boundary = Boundary(agent={"status": [ABSENT, running(None, 5151)], "launch": [LAUNCHED]},
+                            http=[H200, INFO])
+        results.append(run_module(args(api_key=key), boundary))
+        # the key reaches the agent only on stdin, to be compared (status) and recorded (launch)
+        assert [call.payload.get("api_key") for call in boundary.exec_calls] == [key, key]
+    assert results[0]["spec_hash"] == results[1]["spec_hash"]
+    for result, key in zip(results, (KEY, "sk-other-key-7")):
+        raw = result["_raw"]
+        assert key not in raw
+        for name in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "blake2b", "blake2s"):
+            digest = hashlib.new(name, key.encode()).hexdigest()
+            assert digest not in raw and digest[:16] not in raw
+
+
+def test_a_changed_api_key_still_restarts_the_server(run_module):
+    module_args = args(api_key="sk-new-key")
+    current = dict(running(wanted(module_args)), key_matches=False)
+    boundary = Boundary(agent={"status": [current], "stop": [STOPPED], "launch": [LAUNCHED]}, http=[H200, INFO])
+    result = run_module(module_args, boundary)
+    assert (result["changed"], result["action"], result["reason"]) == (True, "restarted", "the API key changed")
+    assert boundary.ops() == ["status", "stop", "launch"]
+    assert boundary.exec_calls[0].payload["api_key"] == "sk-new-key"
+
+
+def test_the_death_check_backs_off_while_the_model_loads_and_readiness_is_seen_at_once(run_module):
+    # 60 s with the port closed, probed every 0.5 s (sleep), then ready
+    probes = int(60 / 0.6)
+    boundary = Boundary(agent={"status": [ABSENT] + [running(None, 5151)] * probes, "launch": [LAUNCHED]},
+                        http=[REFUSED] * probes + [H200, INFO])
+    times = []
+    answer = boundary.answer
+
+    def timed(call):
+        times.append(boundary.clock.now)
+        return answer(call)
+    boundary.answer = timed
+    result = run_module(args(), boundary)
+    assert result["_rc"] == 0 and result["attempts"] == probes + 1
+    checks = times[2:]
+    # each probe costs 0.1 s plus the 0.5 s sleep; the gaps between checks double from 0.5 s to
+    # 5 s: 14 docker execs in a minute instead of 100 (one per probe, 0.5 s apart at least)
+    assert [round(b - a, 1) for a, b in zip(checks, checks[1:])] == [0.6, 1.2, 2.4, 4.2] + [5.4] * 9
+    # ready is seen by the first probe after the server answers: no sleep is longer than `sleep`
+    assert max(boundary.clock.sleeps) == 0.5
+
+
+def test_no_docker_call_runs_past_the_modules_deadline(run_module):
+    boundary = Boundary(agent={"status": [ABSENT, running(None, 5151)], "launch": [LAUNCHED]},
+                        http=[REFUSED, H200, INFO], http_cost=0.1)
+    run_module(args(timeout=45, exec_timeout=600), boundary)
+    limits = [int(call.argv[2]) for call in boundary.exec_calls]
+    assert limits == [45, 45, 45]
+
+
+def test_a_wedged_death_check_ends_within_the_deadline_and_names_it(run_module):
+    boundary = Boundary(agent={"status": [ABSENT, (124, "", "")], "launch": [LAUNCHED]},
+                        http=[REFUSED, REFUSED])
+    answer = boundary.answer
+
+    def wedged(call):
+        if call.argv[-1] == "status" and len(boundary.exec_calls) > 2:
+            boundary.clock.now += float(call.argv[2])  # the docker exec hangs until timeout kills it
+        return answer(call)
+    boundary.answer = wedged
+    result = run_module(args(timeout=20, exec_timeout=600), boundary)
+    assert result["_rc"] == 1 and result["timed_out"] is True
+    assert boundary.exec_calls[2].argv[:3] == ["/usr/bin/timeout", "--kill-after=5", "20"]
+    assert result["msg"].startswith("the status step in container Kimi-linear on unix:///var/run/docker.sock did "
+                                    "not answer within 20 s (timeout), so the docker CLI was stopped")
+
+
+def test_a_stale_record_after_a_container_restart_is_reported_and_nothing_is_signalled(run_module):
+    gone = dict(ABSENT, present=True, pid=4242, stale="the recorded server (pid 4242) is gone: the container "
+                "restarted (or the host rebooted) since the server was launched (init_start changed)",
+                rc={"rc": None, "error": "the recorded server (pid 4242) is gone"})
+    boundary = Boundary(agent={"status": [gone]})
+    result = run_module({"container": "Kimi-linear", "state": "stopped"}, boundary)
+    assert result["_rc"] == 0 and result["changed"] is False and result["action"] == "none"
+    assert boundary.ops() == ["status"]  # no stop: nothing of the record is signalled
+    assert result["stale"].endswith("(init_start changed); its recorded process ids were not signalled")
+    assert result["_warnings"] == [result["stale"]]
