@@ -192,7 +192,9 @@ def index_urls(request, configured_index):
 
 
 def pip_argv(python, request, missing, constraint_file, pip_version, dry_run=False):
-    """argv of the pip install for the MISSING requirement texts."""
+    """argv of the pip install for the MISSING requirement texts. The indexes are not on it:
+    their URLs may carry credentials, and an argv is visible to ``ps`` in the container and on
+    the host, so they travel in pip's environment (index_env)."""
     argv = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
             "--progress-bar", "off", "--constraint", constraint_file,
             "--timeout", str(int(request.get("timeout") or 60)),
@@ -201,13 +203,8 @@ def pip_argv(python, request, missing, constraint_file, pip_version, dry_run=Fal
         argv.append("--root-user-action=ignore")
     if request.get("wheelhouse"):
         argv.extend(["--no-index", "--find-links", request["wheelhouse"]])
-    else:
-        if request.get("index_url"):
-            argv.extend(["--index-url", request["index_url"]])
-        for url in request.get("extra_index_urls") or []:
-            argv.extend(["--extra-index-url", url])
-        if request.get("ca_bundle"):
-            argv.extend(["--cert", request["ca_bundle"]])
+    elif request.get("ca_bundle"):
+        argv.extend(["--cert", request["ca_bundle"]])
     if dry_run:
         argv.append("--dry-run")
     argv.extend(request.get("extra_args") or [])
@@ -345,8 +342,22 @@ def _configured_index(python, env):
     return None
 
 
+def split_credentials(url):
+    """(URL without its user:password part, headers that send them as pip does: Basic auth).
+    urllib cannot open a URL that carries credentials (it reads ``user:token@host`` as a port)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    userinfo, _at, hostport = parts.netloc.rpartition("@")
+    user, _colon, password = userinfo.partition(":")
+    token = base64.b64encode(("%s:%s" % (unquote(user), unquote(password))).encode("utf-8")).decode("ascii")
+    return urlunsplit(parts._replace(netloc=hostport)), {"Authorization": "Basic " + token}
+
+
 def check_index(url, request, key):
     """None when URL answers over HTTP (any status but 407 and 5xx), else the reason."""
+    import http.client
     import ssl
     import urllib.error
     import urllib.request
@@ -354,21 +365,37 @@ def check_index(url, request, key):
     handlers = [urllib.request.HTTPSHandler(context=context),
                 urllib.request.ProxyHandler(urllib.request.getproxies())]
     opener = urllib.request.build_opener(*handlers)
-    target = url.rstrip("/") + "/" + key + "/"
+    bare, headers = split_credentials(url)
+    target = bare.rstrip("/") + "/" + key + "/"
+    headers["User-Agent"] = "pip"
     try:
-        opener.open(urllib.request.Request(target, headers={"User-Agent": "pip"}),
+        opener.open(urllib.request.Request(target, headers=headers),
                     timeout=max(0.1, min(int(request.get("timeout") or 60), 30,
                                          30 if remaining() is None else remaining()))).close()
     except urllib.error.HTTPError as exc:
         if exc.code == 407 or exc.code >= 500:
             return "HTTP %s from %s" % (exc.code, _redact(target))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         return str(getattr(exc, "reason", None) or exc)
     return None
 
 
+def index_env(request):
+    """PIP_INDEX_URL and PIP_EXTRA_INDEX_URL (space-separated, as pip reads it) for the indexes
+    of REQUEST: pip's environment, never its argv. None of them offline (a wheelhouse)."""
+    if request.get("wheelhouse"):
+        return {}
+    env = {}
+    if request.get("index_url"):
+        env["PIP_INDEX_URL"] = request["index_url"]
+    if request.get("extra_index_urls"):
+        env["PIP_EXTRA_INDEX_URL"] = " ".join(request["extra_index_urls"])
+    return env
+
+
 def _pip_env(request):
     env = dict(os.environ)
+    env.update(index_env(request))
     for var in ("http_proxy", "https_proxy", "no_proxy"):
         value = request.get(var)
         if value:

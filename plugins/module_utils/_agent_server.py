@@ -53,6 +53,9 @@ SPEC_FILE = "spec.json"
 CONFIG_FILE = "config.yaml"
 SALT_FILE = "salt"
 KEY_FILE = "key.json"
+# the container role's secret files; env.NAME holds a secret-looking entry of sglang_container_env
+SECRET_ENV_DIR = "/run/sglang-secrets"
+SECRET_ENV_PREFIX = "env."
 
 
 def _path(state_dir, name):
@@ -203,6 +206,27 @@ def tail(path, lines, max_bytes=1 << 20):
     return text.splitlines()[-lines:]
 
 
+def secret_env(directory):
+    """{NAME: value} of the env.NAME files in DIRECTORY (the container role's secret mount), so a
+    secret-looking entry of sglang_container_env reaches the server without being container
+    environment (docker inspect shows that). Unreadable or absent files are skipped."""
+    env = {}
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return env
+    for name in names:
+        key = name[len(SECRET_ENV_PREFIX):]
+        if not name.startswith(SECRET_ENV_PREFIX) or not key.replace("_", "a").isalnum():
+            continue
+        try:
+            with open(os.path.join(directory, name), "rb") as handle:
+                env[key] = handle.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+    return env
+
+
 def secret_variants(secret):
     """Byte strings under which a secret may show up in a log (raw, repr and JSON escaped)."""
     if not secret:
@@ -295,9 +319,13 @@ def _supervise(payload, handshake_fd):
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     env = dict(os.environ)
+    hidden = secret_env(payload.get("secret_env_dir") or SECRET_ENV_DIR)
+    env.update(hidden)
     env.update(payload.get("env") or {})
     env[MARKER] = state_dir
     variants = secret_variants(payload.get("api_key"))
+    for value in hidden.values():
+        variants = sorted(set(variants) | set(secret_variants(value)), key=lambda form: (-len(form), form))
     try:
         child = subprocess.Popen(payload["argv"], stdin=devnull, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, env=env, close_fds=True)

@@ -23,6 +23,7 @@ import stat
 import tempfile
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_engine as D
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import is_secret_name
 
 LABEL_PREFIX = "io.sglang-rocm.fleet."
 MANAGED_LABEL = LABEL_PREFIX + "managed"
@@ -31,6 +32,8 @@ PROFILE_LABEL = LABEL_PREFIX + "profile"
 
 SECRETS_MOUNT = "/run/sglang-secrets"
 HF_TOKEN_FILE = "hf_token"
+# a secret-looking entry NAME of sglang_container_env is the secret file env.NAME, never environment
+ENV_SECRET_PREFIX = "env."
 
 # The published recipe's `docker run` flags, and nothing else (DESIGN.md step 2):
 #   docker run -d -it --ipc=host --network=host --privileged --cap-add=CAP_SYS_ADMIN
@@ -390,6 +393,22 @@ def collection_mounts(cache_dir, cache_mount=True, cache_env=None, results_dir="
     return volumes, env
 
 
+def split_env(env):
+    """(plain, secret) halves of sglang_container_env by the _secrets rule (HF_TOKEN,
+    WANDB_API_KEY, DB_PASSWORD are secret). The secret half becomes files, so docker inspect,
+    the container's config hash and this module's results never hold a value of it."""
+    plain, secret = {}, {}
+    for key, value in (env or {}).items():
+        text = _env_text(key, value)
+        (secret if is_secret_name(key) else plain)[key] = text
+    return plain, secret
+
+
+def env_secret_files(secret_env):
+    """Secret file name to content for the secret half of sglang_container_env."""
+    return {ENV_SECRET_PREFIX + key: value for key, value in secret_env.items()}
+
+
 def validate_secret_names(names):
     for name in names:
         if not _SECRET_NAME_RE.match(str(name)):
@@ -564,6 +583,15 @@ class HostPaths:
         os.rename(tmp, path)
 
 
+def stale_env_secrets(secrets_dir, secrets):
+    """env.* files in SECRETS_DIR that no current sglang_container_env entry wrote."""
+    try:
+        names = os.listdir(secrets_dir) if secrets_dir else []
+    except OSError:
+        return []
+    return sorted(name for name in names if name.startswith(ENV_SECRET_PREFIX) and name not in secrets)
+
+
 def docker_state(module):
     """(containers, images): as given, or read from the daemon when either is omitted."""
     p = module.params
@@ -605,6 +633,12 @@ def prepare(module):
     secrets = dict(p["secrets"] or {})
     if p["hf_token"]:
         secrets[HF_TOKEN_FILE] = p["hf_token"]
+    plain_env, secret_env = split_env(p["env"])
+    for name in secrets:
+        if str(name).startswith(ENV_SECRET_PREFIX):
+            raise SpecError("secret file name %r is reserved: files named %s* hold the secret-looking "
+                            "entries of sglang_container_env" % (name, ENV_SECRET_PREFIX))
+    secrets.update(env_secret_files(secret_env))
     validate_secret_names(secrets)
     for name, content in secrets.items():
         if not isinstance(content, str):
@@ -632,7 +666,7 @@ def prepare(module):
         p["cache_dir"], p["cache_mount"], p["cache_env"], p["results_dir"], p["secrets_dir"],
         sorted(secrets))
     params = container_params(
-        p["name"], resolved["reference"], flags, mappings, groups, volumes, mount_env, p["env"],
+        p["name"], resolved["reference"], flags, mappings, groups, volumes, mount_env, plain_env,
         p["extra_options"], p["profile"])
     check_devices(mappings)
     if existing["exists"] and not existing["managed"] and not p["adopt"]:
@@ -648,6 +682,9 @@ def prepare(module):
         paths.directory(p["secrets_dir"], 0o700, enforce_mode=True)
         for name in sorted(secrets):
             paths.secret(p["secrets_dir"], name, secrets[name])
+    for name in stale_env_secrets(p["secrets_dir"], secrets):
+        # an entry dropped from sglang_container_env must not reach the next server launch
+        paths.remove(os.path.join(p["secrets_dir"], name))
     result.update({"container": params, "config_hash": params["labels"][HASH_LABEL]})
     return _finish(result, paths), warnings
 

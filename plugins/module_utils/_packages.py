@@ -38,13 +38,18 @@ def helper_stdin(payload):
     return agent_stdin(_agent_pip, payload)
 
 
-def proxy_secrets(params):
-    """The credentials in the proxy URLs (``user:password``) and the URLs that carry them."""
+def url_secrets(params):
+    """The credentials (``user:password``) in the proxy and index URLs and the URLs that carry
+    them (a private index is often ``https://user:token@host/simple``)."""
     secrets = []
-    for name in ("http_proxy", "https_proxy"):
-        value = params.get(name) or ""
-        for userinfo in _USERINFO.findall(value):
+    urls = [params.get(name) or "" for name in ("http_proxy", "https_proxy", "index_url")]
+    for value in urls + list(params.get("extra_index_urls") or []):
+        for userinfo in _USERINFO.findall(value or ""):
             secrets.extend([value, userinfo])
+            # a traceback or pip may quote the password alone ("nonnumeric port: 'token@host'")
+            password = userinfo.partition(":")[2]
+            if len(password) >= 6:
+                secrets.append(password)
     return secrets
 
 
@@ -116,7 +121,7 @@ class PackagesManager:
         self.check_mode = check_mode
         self.want_diff = want_diff
         self.warn = warn or (lambda text: None)
-        self.secrets = proxy_secrets(params)
+        self.secrets = url_secrets(params)
 
     def fail(self, text, cls=PackagesError, **result):
         raise cls("Host %s: %s" % (self.p["host"], redact(text, self.secrets)),

@@ -284,6 +284,29 @@ def check_vram(ctx):
     return _check("pass", observed, expected)
 
 
+# GPUs that have compute and memory partitions, so their partition files must be there
+PARTITIONED_GFX = ("gfx942",)
+
+
+def _partition_unreadable(facts, gpus):
+    """One text per partition file of a partitioned GPU (gfx942) that could not be read: which
+    GPU, which file and the error (missing, when the driver has no such file)."""
+    sysfs = facts.get("roots", {}).get("sysfs_root", "/sys")
+    errors = dict((e.get("path"), e.get("error")) for e in facts.get("errors") or [])
+    found, seen = [], set()
+    for gpu in gpus:
+        if gpu.get("gfx") not in PARTITIONED_GFX or not gpu.get("pci_address"):
+            continue
+        for key in ("compute", "memory"):
+            path = os.path.join(sysfs, "bus/pci/devices", gpu["pci_address"], "current_%s_partition" % key)
+            if gpu.get("%s_partition" % key) or path in seen:
+                continue  # logical GPUs of one physical GPU share its PCI function's files
+            seen.add(path)
+            error = errors.get(path) or "missing"
+            found.append("%s GPU %s (node %s): %s: %s" % (gpu["gfx"], gpu["pci_address"], gpu.get("node"), path, error))
+    return found
+
+
 def check_partition(ctx):
     gpus, settings = ctx["facts"].get("gpus") or [], ctx["settings"]
     compute_ok = [p.upper() for p in settings["compute_partitions"]]
@@ -291,7 +314,14 @@ def check_partition(ctx):
     expected = "compute %s, memory %s (%s, %s)" % ("/".join(compute_ok), "/".join(memory_ok),
                                                    ROLE_VARIABLES["compute_partitions"], ROLE_VARIABLES["memory_partitions"])
     known = [gpu for gpu in gpus if gpu.get("compute_partition") or gpu.get("memory_partition")]
+    unreadable = _partition_unreadable(ctx["facts"], gpus)
+    unread_note = "partition file unreadable: %s" % _listing(unreadable, 3) if unreadable else ""
+    unread_fix = ("the partition mode of these GPUs could not be checked: read the file as root (`cat` it), "
+                  "and check `amd-smi partition` and `dmesg | grep -i amdgpu`; a driver without partition "
+                  "files is too old for MI300 partition modes.")
     if not known:
+        if unreadable:
+            return _check("warn", unread_note, expected, unread_fix)
         return _na("no partition files (GPUs without compute partitions, e.g. MI200)" if gpus
                    else "no KFD GPU nodes (see gpu_count)", expected)
     modes = {}
@@ -301,7 +331,12 @@ def check_partition(ctx):
     observed = "; ".join("%s/%s on %s" % (key[0], key[1], _plural(len(addrs), "GPU"))
                          + (" (%s)" % _listing(sorted(addrs), 3) if key[0] not in compute_ok or key[1] not in memory_ok else "")
                          for key, addrs in sorted(modes.items()))
-    if all(key[0] in compute_ok and key[1] in memory_ok for key in modes):
+    if unreadable:
+        observed += "; " + unread_note
+    # "?" is a file that could not be read: a warning (unread_note), not a wrong mode
+    if all(key[0] in compute_ok + ["?"] and key[1] in memory_ok + ["?"] for key in modes):
+        if unreadable:
+            return _check("warn", observed, expected, unread_fix)
         return _check("pass", observed, expected)
     return _check("fail", observed, expected,
                   "stop all GPU work, then `amd-smi set --memory-partition %s` and `amd-smi set --compute-partition %s` "
@@ -711,7 +746,8 @@ REGISTRY = (
     Check("render_nodes", check_render_nodes, "a GPU's `/dev/dri/renderD<minor>` is missing", NO_FIX),
     Check("vram", check_vram, "a GPU has less than `sglang_preflight_min_vram_gib`", NO_FIX),
     Check("partition", check_partition,
-          "compute/memory partition not in `sglang_preflight_compute_partitions` / `_memory_partitions`",
+          "compute/memory partition not in `sglang_preflight_compute_partitions` / `_memory_partitions`; "
+          "warns when a gfx942 GPU's partition file cannot be read (which GPU, which file, the error)",
           "never (needs all GPU work stopped)"),
     Check("numa_balancing", check_numa_balancing, "`kernel.numa_balancing` is not 0",
           "write 0 live and persist it in `sglang_preflight_sysctl_file`"),

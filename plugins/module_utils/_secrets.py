@@ -29,6 +29,21 @@ def is_secret_name(name):
     return bool(words) and words[-1] in SECRET_WORDS
 
 
+URL_WORDS = frozenset(("url", "urls", "uri", "uris", "proxy", "proxies"))
+
+
+def _words(name):
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    return [w for w in re.split(r"[^A-Za-z0-9]+", text.lower()) if w]
+
+
+def may_carry_credentials(name):
+    """True for options that hold a URL, which may carry ``user:token@`` (index_url,
+    extra_index_urls, https_proxy), not for no_proxy (host names)."""
+    words = _words(name)
+    return bool(words) and words[-1] in URL_WORDS and words[0] != "no"
+
+
 def mask_text(text, secrets=()):
     """text with every known secret value replaced by MASK (longest first, so a secret that
     contains another is masked whole)."""

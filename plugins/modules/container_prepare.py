@@ -93,7 +93,15 @@ options:
     type: dict
     default: {}
   env:
-    description: The container's environment (C(sglang_container_env)); it wins over the profile's.
+    description:
+      - The container's environment (C(sglang_container_env)); it wins over the profile's.
+      - An entry whose name looks secret (C(HF_TOKEN), C(WANDB_API_KEY), C(*_PASSWORD), C(*_SECRET),
+        the rule of the collection's secret masking) is not environment. It is written like
+        O(secrets) as the file C(env.NAME) in O(secrets_dir) (0600), which the container sees
+        read-only under C(/run/sglang-secrets), and the sglang_server module exports it into
+        the server's environment at launch. So its value is never in C(docker inspect), the
+        container's config hash or this module's results (Ansible masks it there too). Other
+        programs in the container read the file.
     type: dict
     default: {}
   archive:
@@ -298,6 +306,8 @@ def main():
         supports_check_mode=True,
     )
     try:
+        # masked by Ansible in the invocation and everywhere else in the result
+        module.no_log_values.update(v for v in C.split_env(module.params["env"])[1].values() if v)
         result, warnings = C.prepare(module)
     except C.SpecError as exc:
         module.fail_json(msg="Host %s: %s" % (module.params["host"] or os.uname()[1], exc))

@@ -47,11 +47,17 @@ options:
     type: bool
     default: true
   index_url:
-    description: Package index (C(--index-url)); empty keeps the image's pip configuration or PyPI.
+    description:
+      - Package index (pip's C(index-url)); empty keeps the image's pip configuration or PyPI.
+      - It is treated as a secret, since it may carry credentials (C(https://user:token@host/simple)).
+        pip gets it in its environment (C(PIP_INDEX_URL)), never on a command line, and the
+        module's output masks it.
     type: str
     default: ""
   extra_index_urls:
-    description: Additional indexes (C(--extra-index-url)).
+    description:
+      - Additional indexes (pip's C(extra-index-url)), treated as secrets like O(index_url).
+        pip gets them in C(PIP_EXTRA_INDEX_URL), space-separated.
     type: list
     elements: str
     default: []
@@ -206,7 +212,7 @@ python:
   type: str
   sample: 3.12.3
 pip_output_tail:
-  description: Last 3000 characters of pip's output, with proxy credentials masked.
+  description: Last 3000 characters of pip's output, with proxy and index credentials masked.
   returned: when pip ran
   type: str
 """
@@ -220,7 +226,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli impo
     exec_argument_spec,
     run_and_exit,
 )
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._packages import PackagesManager
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._packages import PackagesManager, url_secrets
 
 
 def argument_spec():
@@ -228,8 +234,8 @@ def argument_spec():
         exec_argument_spec(),
         requirements=dict(type="list", elements="str", required=True),
         install=dict(type="bool", default=True),
-        index_url=dict(type="str", default=""),
-        extra_index_urls=dict(type="list", elements="str", default=[]),
+        index_url=dict(type="str", default="", no_log=True),
+        extra_index_urls=dict(type="list", elements="str", default=[], no_log=True),
         ca_bundle=dict(type="path"),
         http_proxy=dict(type="str", default="", no_log=True),
         https_proxy=dict(type="str", default="", no_log=True),
@@ -251,6 +257,8 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = dict(module.params)
     params["host"] = params["host"] or platform.node()
+    # the user:password parts too, masked by Ansible wherever they appear in the result
+    module.no_log_values.update(url_secrets(params))
     docker = DockerCli(module, params["docker_host"], params["exec_timeout"])
     manager = PackagesManager(params, docker, read_text, check_mode=module.check_mode,
                               want_diff=module._diff, warn=module.warn)

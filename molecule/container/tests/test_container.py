@@ -4,13 +4,23 @@ gpu01: cookbook profile (privileged off in this sandbox), image through the regi
 HF token as a secret file. gpu02: hardened profile. gpu03: cookbook profile from a tarball.
 The side effect left per-host evidence of which containers a changed flag recreated.
 """
+import hashlib
 import json
+import os
+import pathlib
 
 import pytest
+import yaml
 
 testinfra_hosts = ["ansible://simfleet_container"]
 LABEL = "io.sglang-rocm.fleet."
-TOKEN = "hf_molecule_not_a_real_token"
+VARS = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "vars" / "main.yml").read_text())
+SENTINELS = VARS["molecule_sentinels"]
+TOKEN = SENTINELS["hf_token"]
+
+
+def sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture(name="hostvars")
@@ -83,9 +93,11 @@ def test_hardened_flags(host, config, hostvars):
     assert set(devices(config)) == {"/dev/kfd", "/dev/dri"}
     video = host.check_output("getent group video | cut -d: -f3")
     assert video in hc["GroupAdd"] and all(g.isdigit() for g in hc["GroupAdd"])
-    # only the cache and the results directory, never the host root
+    # only the cache, the results directory and the secret files, never the host root
     cache, results = hostvars["sglang_cache_dir"], hostvars["sglang_container_results_dir"]
-    assert sorted(hc["Binds"]) == sorted(["%s:%s:rw" % (cache, cache), "%s:%s:rw" % (results, results)])
+    secrets = hostvars["sglang_container_secrets_dir"]
+    assert sorted(hc["Binds"]) == sorted(["%s:%s:rw" % (cache, cache), "%s:%s:rw" % (results, results),
+                                          "%s:/run/sglang-secrets:ro" % secrets])
     assert hc["ShmSize"] == 16 * 1024 ** 3
     assert {u["Name"] for u in hc["Ulimits"]} == {"memlock", "stack"}
 
@@ -118,7 +130,41 @@ def test_hf_token_is_a_read_only_file_never_in_inspect(host, config, hostvars, n
     assert "%s:/run/sglang-secrets:ro" % secrets in config["HostConfig"]["Binds"]
     token_file = host.file(secrets + "/hf_token")
     assert token_file.mode == 0o600 and host.file(secrets).mode == 0o700
-    assert docker(host, hostvars, "exec", name, "cat", "/run/sglang-secrets/hf_token") == TOKEN
+    # compared by hash: the secret itself is never printed, not even to the verifier's log
+    assert docker(host, hostvars, "exec", name, "sha256sum", "/run/sglang-secrets/hf_token").split()[0] == sha256(TOKEN)
+
+
+def test_secret_looking_container_env_is_a_file_not_environment(host, config, hostvars, name):
+    secrets = hostvars["sglang_container_secrets_dir"]
+    assert "MOLECULE_API_TOKEN" not in env(config) and env(config)["MOLECULE_MARKER"] == "1"
+    assert "%s:/run/sglang-secrets:ro" % secrets in config["HostConfig"]["Binds"]
+    assert host.file(secrets + "/env.MOLECULE_API_TOKEN").mode == 0o600
+    seen = docker(host, hostvars, "exec", name, "sha256sum", "/run/sglang-secrets/env.MOLECULE_API_TOKEN")
+    assert seen.split()[0] == sha256(SENTINELS["container_env"])
+
+
+def test_no_sentinel_in_vvv_output_argv_docker_inspect_or_results(host, config, hostvars, name):
+    """The secrets' sentinel values appear nowhere: not in the -vvv output of any molecule step
+    (check, converge, idempotence, side effect, cleanup), not in the argv of any process on the
+    host or in its container, not in docker inspect, not in any file of the results directories."""
+    sentinels = sorted(SENTINELS.values())
+    log = pathlib.Path(os.environ["ANSIBLE_LOG_PATH"]).read_text(errors="replace")
+    # the log is the -vvv output (module arguments and raw module output included) of runs that
+    # installed packages through the private indexes
+    assert '"invocation"' in log and "Install the missing packages in the container" in log
+    assert '"pip_output_tail"' in log
+    assert [s for s in sentinels if s in log] == []
+    argv_host = host.check_output("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\000' ' '")
+    argv_container = docker(host, hostvars, "exec", name, "sh", "-c",
+                            "'cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\000\" \" \"'")
+    assert "/bin/bash" in argv_container
+    assert [s for s in sentinels if s in argv_host + argv_container] == []
+    assert [s for s in sentinels if s in json.dumps(config)] == []
+    # the common prefix, so that no sentinel is ever on this check's own command line
+    for results in (hostvars.get("sglang_container_results_dir"), hostvars.get("sglang_results_dir")):
+        if results:
+            found = host.run("grep -rlF -- SENTINEL- %s" % results)
+            assert found.rc in (1, 2) and found.stdout == "", found.stdout
 
 
 def test_packages_import_inside_the_container(host, hostvars, name):

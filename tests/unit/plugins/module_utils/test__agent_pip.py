@@ -1,5 +1,6 @@
 """Unit tests of plugins/module_utils/_agent_pip.py, the in-container pip helper of the packages role."""
 
+import base64
 import json
 import os
 import subprocess
@@ -72,13 +73,77 @@ def test_pip_argv_online_offline_and_dry_run():
     assert P.pip_argv("/opt/venv/bin/python3", request, ["tiktoken==0.14.0"], "/tmp/c.txt", "23.0.1") == [
         "/opt/venv/bin/python3", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
         "--progress-bar", "off", "--constraint", "/tmp/c.txt", "--timeout", "30", "--retries", "2",
-        "--root-user-action=ignore", "--index-url", "https://mirror/simple",
-        "--extra-index-url", "https://extra/simple", "--cert", CA, "--pre", "tiktoken==0.14.0"]
+        "--root-user-action=ignore", "--cert", CA, "--pre", "tiktoken==0.14.0"]
     offline = P.pip_argv("python3", {"wheelhouse": "/c/wheelhouse", "index_url": "https://x"},
                          ["a"], "/tmp/c.txt", "21.3", dry_run=True)
     assert "--root-user-action=ignore" not in offline
     assert offline[-5:] == ["--no-index", "--find-links", "/c/wheelhouse", "--dry-run", "a"]
     assert "--index-url" not in offline
+
+
+def test_index_credentials_travel_in_pips_environment_never_on_its_argv():
+    request = {"index_url": "https://alice:SENTINEL-index@mirror/simple",
+               "extra_index_urls": ["https://bob:SENTINEL-extra1@extra/simple", "https://SENTINEL-extra2@x/s"]}
+    argv = P.pip_argv("python3", request, ["tiktoken"], "/tmp/c.txt", "23.0.1")
+    assert "SENTINEL" not in " ".join(argv) and "--index-url" not in argv and "--extra-index-url" not in argv
+    assert P.index_env(request) == {
+        "PIP_INDEX_URL": "https://alice:SENTINEL-index@mirror/simple",
+        "PIP_EXTRA_INDEX_URL": "https://bob:SENTINEL-extra1@extra/simple https://SENTINEL-extra2@x/s"}
+    assert P.index_env(dict(request, wheelhouse="/c/wheelhouse")) == {}
+    assert P.index_env({}) == {}
+
+
+def test_an_index_with_credentials_is_checked_with_basic_auth_not_a_bad_port():
+    """urllib reads https://user:token@host as a port and raised InvalidURL (a traceback that
+    quoted the token); the check sends the credentials as pip does, in an Authorization header."""
+    import http.server
+    import threading
+    seen = {}
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            seen.update(path=self.path, auth=self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Index)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = "http://alice:SENTINEL-index@127.0.0.1:%d/simple" % server.server_port
+        with mock.patch.dict(os.environ, {"no_proxy": "*"}):
+            assert P.check_index(url, {"timeout": 5}, "tiktoken") is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == {"path": "/simple/tiktoken/",
+                    "auth": "Basic " + base64.b64encode(b"alice:SENTINEL-index").decode()}
+    assert P.split_credentials("https://mirror/simple") == ("https://mirror/simple", {})
+    assert P.split_credentials("https://tok%40en@mirror/simple")[1]["Authorization"] == \
+        "Basic " + base64.b64encode(b"tok@en:").decode()
+
+
+def test_install_gives_pip_the_indexes_in_its_environment():
+    seen = {}
+
+    def fake_run(argv, env=None, timeout=None):
+        seen.update(argv=argv, env=env)
+        return 0, "Looking in indexes: https://alice:****@mirror/simple\nWould install tiktoken-0.14.0"
+
+    request = {"requirements": ["not-installed-pkg-xyz"], "dry_run": True,
+               "index_url": "https://alice:SENTINEL-index@mirror/simple",
+               "extra_index_urls": ["https://bob:SENTINEL-extra@extra/simple"]}
+    with mock.patch.object(P, "installed_distributions", return_value={}), \
+            mock.patch.object(P, "_pip_version", return_value="23.0"), \
+            mock.patch.object(P, "check_index", return_value=None), \
+            mock.patch.object(P, "_run", side_effect=fake_run):
+        P.do_install(request)
+    assert "SENTINEL" not in " ".join(seen["argv"])
+    assert seen["env"]["PIP_INDEX_URL"] == "https://alice:SENTINEL-index@mirror/simple"
+    assert seen["env"]["PIP_EXTRA_INDEX_URL"] == "https://bob:SENTINEL-extra@extra/simple"
 
 
 @pytest.mark.parametrize("args, message", [

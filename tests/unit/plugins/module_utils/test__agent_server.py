@@ -126,6 +126,21 @@ def test_launch_status_stop_round_trip(box):
     assert status["log_tail"] == ["marker %s knob on" % base["state_dir"], "loaded"]
 
 
+def test_secret_env_files_reach_the_server_masked_in_its_log(box, tmp_path):
+    base, argv = box
+    secrets = tmp_path / "run-sglang-secrets"
+    secrets.mkdir()
+    (secrets / "env.KNOB").write_text("SENTINEL-knob-51e0")
+    (secrets / "hf_token").write_text("not env")
+    assert _agent_server.secret_env(str(secrets)) == {"KNOB": "SENTINEL-knob-51e0"}
+    assert _agent_server.secret_env(str(tmp_path / "absent")) == {}
+    rc, _launched = launch(base, argv, env={}, secret_env_dir=str(secrets))
+    assert rc == 0
+    wait_for(lambda: "loaded" in log_text(base))
+    log = log_text(base)
+    assert "knob ********" in log and "SENTINEL" not in log
+
+
 def test_exit_status_is_recorded_at_once_although_workers_keep_the_output_open(box):
     base, argv = box
     launch(base, argv, env={"CRASH": "1"})

@@ -16,15 +16,28 @@ def test_helper_stdin_is_the_helper_source_plus_one_call():
 
 def test_proxy_credentials_are_masked_everywhere_but_package_names_are_kept():
     params = {"http_proxy": "http://proxy:3128", "https_proxy": "http://bob:s3cret@proxy:3128"}
-    secrets = K.proxy_secrets(params)
-    assert secrets == ["http://bob:s3cret@proxy:3128", "bob:s3cret"]
+    secrets = K.url_secrets(params)
+    assert secrets == ["http://bob:s3cret@proxy:3128", "bob:s3cret", "s3cret"]
     value = {"google-auth": ["1.0", "2.0"],
              "msg": ["ProxyError to http://bob:s3cret@proxy:3128", "user bob:s3cret",
                      "index https://u:tok@mirror/simple"]}
     assert K.redact(value, secrets) == {
         "google-auth": ["1.0", "2.0"],
         "msg": ["ProxyError to ********", "user ********", "index https://********@mirror/simple"]}
-    assert K.proxy_secrets({"http_proxy": "", "https_proxy": "http://proxy:3128"}) == []
+    assert K.url_secrets({"http_proxy": "", "https_proxy": "http://proxy:3128"}) == []
+
+
+def test_index_credentials_are_secrets_too():
+    params = {"index_url": "https://alice:SENTINEL-index@mirror/simple", "http_proxy": "",
+              "extra_index_urls": ["https://extra/simple", "https://SENTINEL-extra@x/simple"]}
+    secrets = K.url_secrets(params)
+    assert secrets == ["https://alice:SENTINEL-index@mirror/simple", "alice:SENTINEL-index", "SENTINEL-index",
+                       "https://SENTINEL-extra@x/simple", "SENTINEL-extra"]
+    # a traceback that quotes the password alone (urllib: "nonnumeric port: 'token@host'")
+    assert K.redact("nonnumeric port: 'SENTINEL-index@mirror'", secrets) == "nonnumeric port: '********@mirror'"
+    # pip's own echo masks the password only; the user goes too
+    masked = K.redact("Looking in indexes: https://alice:****@mirror/simple; alice:SENTINEL-index", secrets)
+    assert masked == "Looking in indexes: https://********@mirror/simple; ********"
 
 
 def test_validate_names_the_role_variables():

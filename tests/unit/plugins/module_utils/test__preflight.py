@@ -139,6 +139,42 @@ def test_cpx_nps4_fails_partition_and_vram_with_the_amd_smi_fix(tmp_path):
     assert "partitioned" in check(report, "vram")["fix"]
 
 
+def unreadable_partition_file(tree, bdf, key):
+    """The partition file of one GPU made unreadable for real (a directory: EISDIR), as root
+    cannot be denied a read by its mode."""
+    path = tree.sys("bus/pci/devices/%s/current_%s_partition" % (bdf, key))
+    path.unlink()
+    path.mkdir()
+    return str(path)
+
+
+def test_unreadable_partition_files_of_a_gfx942_gpu_warn_naming_gpu_file_and_error(tmp_path):
+    tree = build_host(tmp_path)
+    compute = unreadable_partition_file(tree, "0000:05:00.0", "compute")
+    report = evaluate(tree)
+    partition = check(report, "partition")
+    assert partition["status"] == "warn" and "partition" in report["warnings"]
+    assert "gfx942 GPU 0000:05:00.0 (node 2): %s: is a directory" % compute in partition["observed"]
+    assert "could not be checked" in partition["fix"]
+
+
+def test_every_partition_file_unreadable_is_a_warning_not_a_gpu_without_partitions(tmp_path):
+    tree = build_host(tmp_path, gpus=2)
+    paths = [unreadable_partition_file(tree, bdf, key) for bdf in ("0000:05:00.0", "0000:26:00.0")
+             for key in ("compute", "memory")]
+    partition = check(evaluate(tree, expected_gpus=2, tp_size=2), "partition")
+    assert partition["status"] == "warn"
+    assert "GPUs without compute partitions" not in partition["observed"]
+    assert partition["observed"].startswith("partition file unreadable: gfx942 GPU 0000:05:00.0 (node 2): %s: is a directory"
+                                            % paths[0])
+    assert "and 1 more" in partition["observed"]
+
+
+def test_gfx90a_without_partition_files_is_still_not_applicable(tmp_path):
+    partition = check(evaluate(build_host(tmp_path, kind="mi250")), "partition")
+    assert partition["status"] == "n/a" and "GPUs without compute partitions" in partition["observed"]
+
+
 def test_numa_balancing_and_iommu(tmp_path):
     report = evaluate(build_host(tmp_path, numa_balancing=1, cmdline="ro quiet"))
     assert report["failed"] == ["numa_balancing", "iommu"]

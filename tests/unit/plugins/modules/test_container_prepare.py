@@ -136,6 +136,34 @@ def test_secrets_are_0600_files_in_a_0700_dir_and_never_returned(host):
     assert (secret_dir / "hf_token").read_text() == "hf_new"
 
 
+def test_secret_looking_container_env_is_a_secret_file_never_environment_or_result(host):
+    env = {"WANDB_API_KEY": "SENTINEL-wandb-4f1c", "HF_TOKEN": "SENTINEL-hf-77aa", "NCCL_DEBUG": "INFO",
+           "MAX_TOTAL_TOKENS": "9"}
+    result = run(args(host, env=env), check_mode=True)
+    assert result["_rc"] == 0 and not (host / "secrets").exists()
+    assert "SENTINEL" not in json.dumps(result)
+    result = run(args(host, env=env))
+    assert result["_rc"] == 0
+    secret_dir = host / "secrets"
+    assert (secret_dir / "env.WANDB_API_KEY").read_text() == "SENTINEL-wandb-4f1c"
+    assert stat.S_IMODE((secret_dir / "env.HF_TOKEN").stat().st_mode) == 0o600
+    spec = result["container"]
+    assert spec["env"]["NCCL_DEBUG"] == "INFO" and spec["env"]["MAX_TOTAL_TOKENS"] == "9"
+    assert "WANDB_API_KEY" not in spec["env"] and "HF_TOKEN" not in spec["env"]
+    assert "%s:/run/sglang-secrets:ro" % secret_dir in spec["volumes"]
+    assert "SENTINEL" not in json.dumps(result)  # invocation, container spec, diff
+    # a rotated secret rewrites the file and leaves the container (its config hash) alone
+    rotated = run(args(host, env=dict(env, WANDB_API_KEY="SENTINEL-wandb-new")))
+    assert rotated["paths"] == [str(secret_dir / "env.WANDB_API_KEY")]
+    assert rotated["config_hash"] == result["config_hash"]
+    # an entry dropped from sglang_container_env leaves no file behind for the next launch
+    dropped = run(args(host, env={"HF_TOKEN": "SENTINEL-hf-77aa"}))
+    assert dropped["paths"] == [str(secret_dir / "env.WANDB_API_KEY")]
+    assert not (secret_dir / "env.WANDB_API_KEY").exists() and (secret_dir / "env.HF_TOKEN").exists()
+    refused = run(args(host, secrets={"env.X": "y"}))
+    assert refused["_rc"] == 1 and "reserved" in refused["msg"]
+
+
 def test_absent_removes_only_our_container_and_the_secret_files(host):
     ours = [{"Names": ["/Kimi-linear"], "Labels": {C.MANAGED_LABEL: "true"}, "Image": IMAGE}]
     run(args(host, hf_token="t"))

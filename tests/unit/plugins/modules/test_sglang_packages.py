@@ -127,6 +127,21 @@ def test_helper_errors_come_back_with_the_host_and_masked(run_module):
     assert "s3cret" not in result["_raw"]
 
 
+def test_index_credentials_are_nowhere_in_the_result_or_the_error(run_module):
+    index = "https://alice:SENTINEL-index@mirror.example/simple"
+    extra = "https://SENTINEL-extra@extra.example/simple"
+    echo = "Looking in indexes: https://alice:****@mirror.example/simple, https://****@extra.example/simple"
+    done = dict(INSTALLED, pip_output_tail=echo + "\nSuccessfully installed sentencepiece-0.2.1")
+    result = run_module({"index_url": index, "extra_index_urls": [extra]}, Docker(COLD, done))
+    assert result["_rc"] == 0 and result["changed"] is True
+    error = {"error": "pip index %s is unreachable: %s; %s; nonnumeric port: 'SENTINEL-index@mirror.example'"
+             % (index, echo, extra), "changed": False}
+    failed = run_module({"index_url": index, "extra_index_urls": [extra]}, Docker(COLD, error))
+    assert failed["_rc"] == 1 and "is unreachable" in failed["msg"]
+    for raw in (result["_raw"], failed["_raw"]):
+        assert "SENTINEL" not in raw and "alice" not in raw
+
+
 def test_bad_settings_fail_before_any_docker_call(run_module):
     docker = Docker()
     result = run_module({"requirements": ["tiktoken; rm -rf /"], "extra_args": ["--index-url=x"]}, docker)
