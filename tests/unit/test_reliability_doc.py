@@ -2,7 +2,8 @@
 
 A row's last column holds references in backticks:
   `tests/unit/.../test_x.py::test_name` (or ::Class::test_name, with or without [params]): a
-      pytest node id; the file must exist and define that class and function;
+      pytest node id (a scenario's testinfra file, molecule/<scenario>/tests/..., too); the file
+      must exist and define that class and function;
   `molecule/<scenario>: <task name>`: a task (or play) of that scenario, named exactly so in
       one of its YAML files.
 """
@@ -66,7 +67,7 @@ def missing_reference(reference):
         if name not in scenario_task_names(scenario):
             return "molecule/%s has no task named %r" % (scenario, name)
         return None
-    node = re.match(r"^(tests/[\w/.-]+\.py)((?:::[\w]+)+)(\[[^\]]*\])?$", reference)
+    node = re.match(r"^((?:tests|molecule)/[\w/.-]+\.py)((?:::[\w]+)+)(\[[^\]]*\])?$", reference)
     if not node:
         return "not a pytest node id or a molecule/<scenario>: <task> reference"
     path, parts = node.group(1), node.group(2).split("::")[1:]
@@ -103,6 +104,8 @@ def test_every_row_names_a_test_that_exists():
     ("molecule/upgrade: Read the containers", None),
     ("molecule/upgrade: No such task", "has no task named"),
     ("molecule/nope: Read the containers", "no molecule scenario"),
+    ("molecule/container/tests/test_container.py::test_no_sentinel_in_vvv_output_argv_docker_inspect_or_results", None),
+    ("molecule/container/tests/test_container.py::test_nothing", "defines no test"),
     ("make test", "not a pytest node id"),
 ])
 def test_references_are_checked(reference, problem):
