@@ -85,7 +85,9 @@ def wiring(tmp_path_factory):
     log = tmp / "calls.jsonl"
     env = dict(os.environ, STUB_LOG=str(log), ANSIBLE_COLLECTIONS_PATH=str(tmp / "collections"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_LOCAL_TEMP=str(tmp / "tmp"),
-               ANSIBLE_CONFIG=str(tmp / "ansible.cfg"))
+               ANSIBLE_CONFIG=str(tmp / "ansible.cfg"),
+               # sglang_results_dir defaults under $PWD: keep the run's directory out of the checkout
+               PWD=str(tmp))
     (tmp / "ansible.cfg").write_text("[defaults]\n")
     proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(tmp / "inventory.yml"), str(tmp / "site.yml")],
                           cwd=str(tmp), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,
