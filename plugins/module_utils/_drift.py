@@ -40,6 +40,8 @@ def versioned_facts(facts, docker=None):
         "kernel_args": " ".join(facts["kernel_args"]) if facts.get("kernel_args") is not None else None,
         "rocm": facts.get("rocm_version"),
         "docker": (docker or {}).get("version"),
+        # the ID of the image the hosts will serve, where a host already holds it
+        "image": ((docker or {}).get("image") or {}).get("id"),
     }
     blocks = sorted(set(block for g in gpus for block in (g.get("firmware") or {})))
     for block in blocks:

@@ -184,6 +184,36 @@ def probe_docker(docker, docker_host, timeout, missing=None):
     return docker_status_from_cli(124 if done.timed_out else done.rc, done.stdout, done.stderr, host, timeout)
 
 
+IMAGE_INSPECT = ["image", "inspect", "--format", "{{.Id}}"]
+
+
+def image_status_from_cli(rc, stdout, stderr, image, timeout=None):
+    """The image ``image`` as this daemon holds it: {ref, present, id, error}.
+
+    ``id`` is the short image ID (12 hex digits, as ``docker images`` shows it): the digest of
+    the image's config, the same whether the host pulled the image or loaded it from an archive,
+    so hosts that hold the same bits agree. An image the host does not hold is ``present``
+    false with no error (the container stage will fetch it); anything else is an error, and the
+    ID is unknown (never compared).
+    """
+    out = (stdout or "").strip()
+    if rc == 0 and out.startswith("sha256:") and len(out) > 19:
+        return {"ref": image, "present": True, "id": out.split(":", 1)[1][:12], "error": None}
+    text = " ".join(line.strip() for line in (stderr or "").splitlines() if line.strip())
+    if rc != 0 and rc != 124 and "no such image" in text.lower():
+        return {"ref": image, "present": False, "id": None, "error": None}
+    if rc == 124:
+        text = "docker image inspect did not answer within %ss" % (timeout,)
+    return {"ref": image, "present": None, "id": None,
+            "error": text or "docker image inspect exited %s with %r" % (rc, out[:200])}
+
+
+def probe_image(docker, image, timeout):
+    """Ask the daemon for ``image``'s ID through the docker CLI seam; never raises."""
+    done = docker.command(IMAGE_INSPECT + ["--", image], timeout=timeout)
+    return image_status_from_cli(124 if done.timed_out else done.rc, done.stdout, done.stderr, image, timeout)
+
+
 def host_summary(facts, docker):
     gpus = facts.get("gpus") or []
     return {

@@ -102,6 +102,13 @@ options:
         for a local (unix socket) daemon.
     type: str
     default: unix:///var/run/docker.sock
+  image:
+    description:
+      - The image the hosts will serve (C(sglang_image)). When the daemon answers and already
+        holds it, its short image ID is one of the versions the fleet compares (drift by
+        majority, fact C(image)); a host that does not hold it yet is not compared.
+      - Asked with C(docker image inspect) under O(docker_timeout), only when O(docker_probe) runs.
+    type: str
   cache_dir:
     description: Host directory for the model and kernel caches. Omitted, the cache checks are V(n/a).
     type: path
@@ -303,6 +310,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight impor
     evaluate_checks,
     plan_remediation,
     probe_docker,
+    probe_image,
     validate_inputs,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._preflight_checks import CHECKS
@@ -347,6 +355,7 @@ def main():
             docker_probe=dict(type="bool", default=True),
             docker_timeout=dict(type="int", default=10),
             docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+            image=dict(type="str"),
             cache_dir=dict(type="path"),
             container_env=dict(type="dict", default={}),
             remediate=dict(type="bool", default=False),
@@ -396,6 +405,8 @@ def main():
                             timeout_bin=timeout_bin)
         docker = probe_docker(cli, params["docker_host"], params["docker_timeout"],
                               missing=None if cli else "docker" if not docker_bin else "timeout")
+        if cli and docker["reachable"] and params["image"]:
+            docker["image"] = probe_image(cli, params["image"], params["docker_timeout"])
 
     def check():
         facts = gather(params["sysfs_root"], params["dev_root"], params["proc_root"], params["rocm_path"], smi)

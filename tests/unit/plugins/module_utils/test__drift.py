@@ -23,6 +23,17 @@ def test_versioned_facts_of_a_host(tmp_path):
         "fw.mec": "166", "fw.sdma": "22", "fw.smc": "5600000"}}
 
 
+def test_the_image_a_host_holds_is_compared_and_a_host_without_it_is_not(tmp_path):
+    facts = _rocm.gather(*build_host(tmp_path).roots.values())
+    held = _drift.versioned_facts(facts, {"version": "27.5.1", "image": {"present": True, "id": "6ef053024a65"}})
+    absent = _drift.versioned_facts(facts, {"version": "27.5.1", "image": {"present": False, "id": None}})
+    assert held["facts"]["image"] == "6ef053024a65" and "image" not in absent["facts"]
+    other = dict(held, facts=dict(held["facts"], image="1e56c4d79ed4"))
+    result = _drift.drift([("gpu01", held), ("gpu02", held), ("gpu03", other), ("gpu04", absent)])
+    assert [(f["host"], f["fact"], f["value"], f["majority"], f["majority_hosts"], f["hosts"]) for f in result["findings"]] == [
+        ("gpu03", "image", "1e56c4d79ed4", "6ef053024a65", 2, 3)]
+
+
 def test_the_odd_host_is_named_with_its_value_and_the_majority():
     result = _drift.drift([("gpu01", versions()), ("gpu02", versions(**{"fw.mec": "166"})),
                            ("gpu03", versions()), ("gpu04", versions())])

@@ -365,3 +365,32 @@ def test_probe_docker_asks_through_the_seam_and_reads_its_timeout():
     assert status["error"] == "the daemon did not answer docker info within 10s" and not status["reachable"]
     missing = _preflight.probe_docker(None, "unix:///d.sock", 10, missing="docker")
     assert "docker CLI is not on the host's PATH" in missing["error"]
+
+
+class _ImageCli:
+    def __init__(self, done):
+        self.done, self.calls = done, []
+
+    def command(self, args, timeout=None):
+        self.calls.append((args, timeout))
+        return self.done
+
+
+def test_probe_image_reads_the_short_id_of_the_image_the_host_holds():
+    cli = _ImageCli(_docker_cli.Completed(0, "sha256:" + "6ef053024a65" + "0" * 52 + "\n", "", False, 0.1))
+    status = _preflight.probe_image(cli, "registry:5000/lmsysorg/sglang:v1", 10)
+    assert cli.calls == [(["image", "inspect", "--format", "{{.Id}}", "--", "registry:5000/lmsysorg/sglang:v1"], 10)]
+    assert status == {"ref": "registry:5000/lmsysorg/sglang:v1", "present": True, "id": "6ef053024a65", "error": None}
+
+
+def test_probe_image_an_image_not_yet_on_the_host_is_absent_not_an_error():
+    cli = _ImageCli(_docker_cli.Completed(1, "", "Error response from daemon: No such image: x:y\n", False, 0.1))
+    assert _preflight.probe_image(cli, "x:y", 10) == {"ref": "x:y", "present": False, "id": None, "error": None}
+
+
+def test_probe_image_a_daemon_that_does_not_answer_leaves_the_id_unknown():
+    status = _preflight.probe_image(_ImageCli(_docker_cli.Completed(124, "", "", True, 10.0)), "x:y", 10)
+    assert status["present"] is None and status["id"] is None
+    assert status["error"] == "docker image inspect did not answer within 10s"
+    odd = _preflight.image_status_from_cli(0, "not an id", "", "x:y")
+    assert odd["id"] is None and "not an id" in odd["error"]
