@@ -17,6 +17,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._report_bench im
     ReportError,
     baseline_from_report,
     build_report,
+    left_run_status,
     check_tolerances,
     load_baseline,
     report_paths,
@@ -29,6 +30,8 @@ ARGUMENT_SPEC = dict(
     hosts=dict(type="list", elements="str", required=True),
     records=dict(type="dict", default={}),
     host_status=dict(type="dict", default={}),
+    lost_hosts=dict(type="list", elements="str", default=[]),
+    validation=dict(type="dict", default={}),
     image_digests=dict(type="dict", default={}),
     baseline=dict(type="path"),
     tolerances=dict(type="dict", default={}),
@@ -64,8 +67,12 @@ def run_report(p, check_mode):
         return dict(changed=False, baseline_path=p["baseline"],
                     baseline_tiers=sorted((baseline or {}).get("tiers", {})))
     baseline = load_baseline(p["baseline"]) if p["baseline"] else None
+    # a stage failure the play's rescue recorded says more than "lost": it wins (the role passes
+    # every host, with an empty entry for the hosts without one)
+    host_status = left_run_status(p["lost_hosts"], p["validation"], p["run_id"])
+    host_status.update((host, entry) for host, entry in p["host_status"].items() if entry)
     report = build_report(
-        p["hosts"], p["records"], host_status=p["host_status"], image_digests=p["image_digests"],
+        p["hosts"], p["records"], host_status=host_status, image_digests=p["image_digests"],
         baseline=baseline, baseline_path=p["baseline"], tolerances=p["tolerances"],
         token_tolerance=p["token_tolerance"], outlier_tolerance=p["outlier_tolerance"],
         outlier_min_hosts=p["outlier_min_hosts"], run={k: p[k] for k in RUN_KEYS})

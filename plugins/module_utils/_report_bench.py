@@ -221,6 +221,29 @@ def majority_digest(digests):
     return None, sorted(known) if len(counts) > 1 else []
 
 
+LOST = ("the controller lost this host during the run (unreachable, or a task outside the "
+        "stages failed) and collected nothing from it; what it finished stays on the host under "
+        "sglang_benchmark_host_results_dir/%s, one <tier>.record.json per finished tier")
+
+
+def left_run_status(lost_hosts, validation=None, run_id=None):
+    """Host -> {stage, status, error} for the hosts that left the play before the report.
+
+    A host whose input check failed (the validate task's registered result) failed stage
+    ``validate``; any other host the play lost was unreachable, or failed outside the stages'
+    block (whose rescue records a stage failure in host_status instead).
+    """
+    status = {}
+    for host in lost_hosts or []:
+        checked = (validation or {}).get(host) or {}
+        if checked.get("failed"):
+            status[host] = {"stage": "validate", "status": "failed",
+                            "error": checked.get("msg") or "invalid input"}
+        else:
+            status[host] = {"stage": "run", "status": "unreachable", "error": LOST % (run_id or "<run id>")}
+    return status
+
+
 def build_report(hosts, records, host_status=None, image_digests=None, baseline=None,
                  baseline_path=None, tolerances=None, token_tolerance=0.01,
                  outlier_tolerance=0.15, outlier_min_hosts=3, run=None):

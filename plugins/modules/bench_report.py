@@ -61,6 +61,19 @@ options:
         whose status is V(ok) are ignored.
     type: dict
     default: {}
+  lost_hosts:
+    description:
+      - Hosts that left the play before the report (for example C(ansible_play_hosts_all) minus
+        C(ansible_play_hosts)) and have no entry in O(host_status).
+      - Each is reported as failed stage V(validate) when its O(validation) result failed, else as
+        V(unreachable), naming where its finished tiers stay on the host.
+    type: list
+    elements: str
+    default: []
+  validation:
+    description: Host name to the registered result of that host's M(sglang_rocm.fleet.validate) task.
+    type: dict
+    default: {}
   image_digests:
     description: Host name to the image digest its container runs.
     type: dict

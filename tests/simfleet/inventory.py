@@ -34,6 +34,10 @@ def build(paths: Paths, hosts: list, *, auth: dict | None = None) -> dict:
         "-o UserKnownHostsFile=/dev/null",
         "-o ControlMaster=auto",
         "-o ControlPersist=60s",
+        # a host cut off mid-run fails its SSH connection in about 15 s instead of hanging on
+        # an established TCP connection until the kernel gives up (README: a lost host)
+        "-o ServerAliveInterval=5",
+        "-o ServerAliveCountMax=3",
         f"-o ControlPath={paths.control_path_dir}/%C",
     ))
     host_vars = {}

@@ -264,3 +264,41 @@ def test_a_refused_baseline_write_keeps_the_stored_baseline(tmp_path, run_module
     assert "could not write %s: Permission denied" % stored in result["msg"]
     assert stored.read_text() == before
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".baseline.json.")]
+
+
+# ------------------------------------------- hosts the play lost before the report (issue 15)
+
+def test_a_host_lost_mid_run_is_unreachable_and_the_others_are_whole(tmp_path, run_module):
+    recs = {h: {"records": records()} for h in HOSTS if h != "gpu-02"}
+    # as the role passes them: every host, with an empty entry for the hosts without a stage failure
+    result = run_module(base_args(tmp_path, records=recs, lost_hosts=["gpu-02"],
+                                  host_status={h: {} for h in HOSTS},
+                                  validation={h: {"changed": False, "checked": []} for h in HOSTS}))
+    assert result["_rc"] == 0, result.get("msg")
+    by_host = {e["host"]: e for e in result["report"]["hosts"]}
+    assert by_host["gpu-02"]["status"] == "stage_failed"
+    assert by_host["gpu-02"]["stage_status"] == "unreachable"
+    assert "sglang_benchmark_host_results_dir/r1" in by_host["gpu-02"]["error"]
+    assert [by_host[h]["status"] for h in ("gpu-01", "gpu-03")] == ["ok", "ok"]
+    assert result["verdict"] == "incomplete"
+    assert any(line.startswith("gpu-02: run unreachable: the controller lost this host")
+               for line in result["incomplete"])
+
+
+def test_a_host_refused_by_validate_is_named_with_its_reason(tmp_path, run_module):
+    recs = {h: {"records": records()} for h in HOSTS if h != "gpu-03"}
+    refused = {"failed": True, "msg": "invalid input, nothing was changed on gpu-03:\n- sglang_port: 0"}
+    result = run_module(base_args(tmp_path, records=recs, lost_hosts=["gpu-03"],
+                                  validation={"gpu-03": refused}))
+    entry = result["report"]["hosts"][2]
+    assert (entry["stage"], entry["stage_status"]) == ("validate", "failed")
+    assert "sglang_port: 0" in entry["error"]
+
+
+def test_a_recorded_stage_failure_wins_over_lost(tmp_path, run_module):
+    recs = {h: {"records": records()} for h in HOSTS if h != "gpu-02"}
+    failure = {"stage": "server", "status": "failed", "error": "health check timed out"}
+    result = run_module(base_args(tmp_path, records=recs, lost_hosts=["gpu-02"],
+                                  host_status={"gpu-02": failure}))
+    entry = result["report"]["hosts"][1]
+    assert (entry["stage"], entry["stage_status"], entry["error"]) == ("server", "failed", "health check timed out")
