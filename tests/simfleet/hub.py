@@ -390,7 +390,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _resolve(self, path: str, head: bool) -> tuple:
         repo_id, rest = path.lstrip("/").split("/resolve/", 1)
-        revision, _, name = rest.partition("/")
+        revision, _slash, name = rest.partition("/")
         repo = self._repo(unquote(repo_id))
         commit = self._revision(repo, unquote(revision))
         item = repo.files.get(unquote(name))

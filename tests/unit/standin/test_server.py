@@ -1,7 +1,6 @@
 """The stand-in server as a process on 127.0.0.1: phases, HTTP protocol, auth, faults, processes."""
 
 import json
-import os
 import re
 import signal
 import socket
