@@ -101,10 +101,10 @@ def container(image):
     """Start containers (`sleep infinity`, like the recipe's idle shell); removed at teardown."""
     names = []
 
-    def start(device_flags):
+    def start(device_flags, run_flags=()):
         name = f"standin-it-{uuid.uuid4().hex[:8]}"
         names.append(name)
-        docker("run", "-d", "--name", name, "--network", "none", *device_flags, image, "sleep", "infinity")
+        docker("run", "-d", "--name", name, "--network", "none", *device_flags, *run_flags, image, "sleep", "infinity")
         return name
 
     yield start
@@ -112,9 +112,9 @@ def container(image):
         docker("rm", "-f", name, check=False)
 
 
-def launch_server(name, extra_env=()):
+def launch_server(name, extra_env=(), model=MODEL):
     env = ["-e", "SGLANG_ROCM_FUSED_DECODE_MLA=0", *extra_env]
-    command = " ".join(LAUNCH) + " >/tmp/server.log 2>&1"
+    command = " ".join(LAUNCH).replace(MODEL, model) + " >/tmp/server.log 2>&1"
     docker("exec", "-d", *env, name, "sh", "-c", command)
 
 
@@ -170,3 +170,42 @@ def test_missing_kfd_refuses_to_start(container, gpu_nodes):
     assert "RuntimeError: No HIP GPUs are available" in log
     assert "port_open_at_ms" not in log
     assert not any(argv[0].startswith("sglang::") for argv in processes(name))  # tree torn down
+
+
+def wait_stopped(name):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and ("started_at_ms" not in server_log(name) or server_running(name)):
+        time.sleep(0.2)
+    return server_log(name)
+
+
+def test_a_staged_model_serves_offline_with_its_own_tokenizer_and_a_missing_shard_is_refused(
+        container, gpu_nodes, tmp_path):
+    """The bed hub's generated repo, mounted read-only as the model stage mounts it."""
+    from simfleet import hub
+
+    repo = hub.generate(tmp_path / "model", MODEL, size=8 << 20, shards=2)
+    mount = f"/models/{MODEL}"
+    devices = gpu_nodes(render_nodes=4)
+    name = container(devices, ["-v", f"{repo.directory}:{mount}:ro"])
+    launch_server(name, ["-e", "HF_HUB_OFFLINE=1"], model=mount)
+    ready = docker("exec", name, "python3", "-c", WAIT_READY, "60", check=False, timeout=120)
+    log = server_log(name)
+    assert ready.returncode == 0, log
+    assert log.count(f"[standin] read {repo.total_bytes - sum(f.size for f in repo.files.values() if not f.lfs)} "
+                     f"bytes of weights from {mount}") == 4
+    bench = docker("exec", "-e", "HF_HUB_OFFLINE=1", name, "python3", "-m", "sglang.bench_serving",
+                   "--backend", "sglang", "--dataset-name", "random", "--dataset-path", "/opt/standin/sharegpt.json",
+                   "--tokenizer", mount, "--num-prompts", "4", "--random-input-len", "32",
+                   "--random-output-len", "8", "--output-file", "/tmp/bench.jsonl", check=False, timeout=300)
+    assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
+    result = json.loads(docker("exec", name, "cat", "/tmp/bench.jsonl").stdout.splitlines()[-1])
+    assert result["completed"] == 4 and result["total_output_tokens"] == result["total_output_tokens_retokenized"]
+
+    (repo.directory / "model-00002-of-00002.safetensors").unlink()
+    broken = container(devices, ["-v", f"{repo.directory}:{mount}:ro"])
+    launch_server(broken, ["-e", "HF_HUB_OFFLINE=1"], model=mount)
+    log = wait_stopped(broken)
+    assert not server_running(broken), log
+    assert "RuntimeError: Some weights are not initialized from checkpoints" in log
+    assert "port_open_at_ms" not in log

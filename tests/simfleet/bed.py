@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import config, hosts, inventory, net, profiles, registry, system
+from . import config, hosts, hub, inventory, net, profiles, registry, system, upstream
 from .config import Paths
 from .hosts import Host, HostFiles
 from .system import BedError, Tracked
@@ -67,15 +68,23 @@ class Bed:
     # ------------------------------------------------------------------------------------- up
 
     def up(self, host_profiles: list, *, image: str | None = None, auth: bool = False, fresh: bool = False,
-           timeout: float = 180, keep_on_failure: bool = False) -> None:
-        """Build len(host_profiles) hosts; reuse a healthy bed of the same shape unless fresh."""
+           timeout: float = 180, keep_on_failure: bool = False, upstream_rate: str | None = None,
+           hub_params: dict | None = None, hub_token: bool = False) -> None:
+        """Build len(host_profiles) hosts; reuse a healthy bed of the same shape unless fresh.
+
+        hub_params: the model hub's repo (repo, size, shards, seed; hub.DEFAULT_* for the rest);
+        upstream_rate: the upstream link's rate (tc units), None for an unshaped link.
+        """
         started = time.monotonic()
         _require_root_and_tools(auth)
+        if upstream_rate not in (None, "off"):
+            upstream.parse_rate(upstream_rate)  # refuse a bad rate before anything is built
+        hub_params = hub_repo_params(hub_params)
         wanted = [Host(i + 1, p) for i, p in enumerate(host_profiles)]
         previous = self.load()
-        if previous and not fresh and self._reusable(previous, wanted, auth):
+        if previous and not fresh and self._reusable(previous, wanted, auth, hub_params, hub_token):
             self.state = previous
-            self._refresh(image)
+            self._refresh(image, upstream_rate)
             self.out(f"simfleet: reused the running bed ({len(wanted)} hosts) in {time.monotonic() - started:.1f}s; "
                      f"inventory {self.paths.inventory}")
             return
@@ -83,7 +92,8 @@ class Bed:
             self.out("simfleet: tearing down the previous bed first")
             self.down(quiet=True)
         try:
-            self._build(wanted, image=image, auth=auth, timeout=timeout)
+            self._build(wanted, image=image, auth=auth, timeout=timeout, upstream_rate=upstream_rate,
+                        hub_params=hub_params, hub_token=hub_token)
         except (BedError, OSError, subprocess.SubprocessError) as err:
             if keep_on_failure:
                 self.out(f"simfleet: up failed; bed left in place for inspection (state {self.paths.state})")
@@ -94,7 +104,8 @@ class Bed:
         self.out(f"simfleet: {len(wanted)} hosts up in {time.monotonic() - started:.1f}s; "
                  f"inventory {self.paths.inventory}")
 
-    def _build(self, wanted: list, *, image: str | None, auth: bool, timeout: float) -> None:
+    def _build(self, wanted: list, *, image: str | None, auth: bool, timeout: float, upstream_rate: str | None,
+               hub_params: dict, hub_token: bool) -> None:
         paths = self.paths
         step = _Steps(self.out)
         self.state = {"version": 1, "hosts": [{"index": h.index, "profile": h.profile, "cut": False} for h in wanted],
@@ -111,6 +122,7 @@ class Bed:
             net.create_bridge()
             net.add_rules()
             net.write_ip_forward("1")
+            net.create_upstream()
             for host in wanted:
                 net.create_host(host.name, host.address)
 
@@ -123,17 +135,25 @@ class Bed:
                 list(pool.map(lambda host: _prepare_host(paths, host, authorized), wanted))
             SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
 
+        with step(f"model hub repo ({hub_params['size']} bytes in {hub_params['shards']} shards)"):
+            repo = hub.generate(paths.hub_repo, hub_params["repo"], hub_params["size"], hub_params["shards"],
+                                hub_params["seed"])
+            self.state["upstream"] = {"rate": None, "hub": hub_params, "commit": repo.commit,
+                                      "bytes": repo.total_bytes, "token_file": self._hub_token() if hub_token else None}
+            self.save()
+
         services = []  # (name, readiness probe, log, popen) for everything that must answer
-        with step("start registry and daemons"):
+        with step("start registry, hub and daemons"):
             reg = paths.registry_state
             paths.registry_storage.mkdir(parents=True, exist_ok=True)
             registry.write_config(reg / "config.yml", paths.registry_storage, addr=config.REGISTRY)
-            popen = self._spawn("registry", registry.command(reg / "config.yml"), reg / "registry.log",
-                                system.cgroup_dir("registry"))
+            popen = self._spawn("registry", upstream.enter(registry.command(reg / "config.yml")),
+                                reg / "registry.log", system.cgroup_dir("upstream"))
             services.append((f"registry {config.REGISTRY}", _bind(registry.ready, config.REGISTRY),
                              reg / "registry.log", popen))
             if auth:
                 services.append(self._start_tls_registry())
+            services.append(self._start_hub())
             for host in wanted:
                 files = HostFiles(paths, host.name)
                 cgroup = system.cgroup_dir(host.name, "daemons")
@@ -153,6 +173,10 @@ class Bed:
 
         with step("ssh login with the generated key"):
             _check_logins(paths, wanted)
+
+        if upstream_rate not in (None, "off"):
+            with step(f"shape the upstream link to {upstream_rate}"):
+                self._shape(upstream_rate)
 
         if image:
             with step(f"push {image} as {config.IMAGE}"):
@@ -183,22 +207,50 @@ class Bed:
         registry.trust_ca(ca_crt)
         registry.write_config(reg / "config-tls.yml", self.paths.registry_storage, addr=config.REGISTRY_TLS,
                               tls=(crt, key), htpasswd=htpasswd, purge_uploads=False)
-        popen = self._spawn("registry-tls", registry.command(reg / "config-tls.yml"), reg / "registry-tls.log",
-                            system.cgroup_dir("registry"))
+        popen = self._spawn("registry-tls", upstream.enter(registry.command(reg / "config-tls.yml")),
+                            reg / "registry-tls.log", system.cgroup_dir("upstream"))
         return (f"registry {config.REGISTRY_TLS} (TLS, auth)", lambda: registry.ready(config.REGISTRY_TLS, ca=ca_crt),
                 reg / "registry-tls.log", popen)
 
-    def _reusable(self, previous: dict, wanted: list, auth: bool) -> bool:
+    def _hub_token(self) -> str:
+        """A token the hub requires, in a 0600 file (never on a command line)."""
+        path = self.paths.upstream_state / "hub-token"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("hf_" + secrets.token_urlsafe(24))
+        return str(path)
+
+    def _start_hub(self) -> tuple:
+        info = self.state["upstream"]
+        token = info.get("token_file")
+        self.paths.upstream_run.mkdir(parents=True, exist_ok=True)
+        log = self.paths.upstream_state / "hub.log"
+        popen = self._spawn("upstream/hub", upstream.hub_command(self.paths, info["hub"], Path(token) if token else None),
+                            log, system.cgroup_dir("upstream"))
+        return (f"model hub {config.HUB_ENDPOINT}", _bind(hub.ready, config.HUB), log, popen)
+
+    def _shape(self, rate: str | None) -> None:
+        upstream.shape(rate)
+        self.state["upstream"]["rate"] = None if rate in (None, "off") else rate
+        self.save()
+
+    def _reusable(self, previous: dict, wanted: list, auth: bool, hub_params: dict, hub_token: bool) -> bool:
         if self._hosts(previous) != wanted or bool(previous.get("auth")) != auth:
+            return False
+        previous_upstream = previous.get("upstream") or {}
+        if previous_upstream.get("hub") != hub_params or bool(previous_upstream.get("token_file")) != hub_token:
             return False
         procs = [Tracked.from_json(v) for v in previous.get("procs", {}).values()]
         if not procs or not all(p.alive() for p in procs):
             return False
-        return registry.ready(config.REGISTRY) and all(
+        return registry.ready(config.REGISTRY) and hub.ready(config.HUB) and all(
             hosts.docker_ping(HostFiles(self.paths, h.name).docker_sock) for h in wanted)
 
-    def _refresh(self, image: str | None) -> None:
-        """Reuse: reconnect cut hosts, rewrite host trees (tests may have changed them)."""
+    def _refresh(self, image: str | None, upstream_rate: str | None = None) -> None:
+        """Reuse: reconnect cut hosts, rewrite host trees (tests may have changed them), and
+        shape the upstream link as asked (unshaped when no rate is given)."""
+        self._shape(upstream_rate)
         for entry, host in zip(self.state["hosts"], self._hosts()):
             if entry.get("cut"):
                 net.set_host_link(host.name, True)
@@ -283,7 +335,8 @@ class Bed:
         state = self.require_state()
         auth = state.get("auth")
         report = {"registry": {config.REGISTRY: registry.ready(config.REGISTRY)},
-                  "image": {config.IMAGE: registry.has_image()}, "hosts": []}
+                  "image": {config.IMAGE: registry.has_image()}, "hosts": [],
+                  "upstream": self.upstream_report()}
         if auth:
             report["registry"][config.REGISTRY_TLS] = registry.ready(config.REGISTRY_TLS, ca=Path(auth["ca_file"]))
         for entry, host in zip(state["hosts"], self._hosts()):
@@ -294,6 +347,21 @@ class Bed:
                 "link": "cut" if entry.get("cut") else "up",
             })
         return report
+
+    def upstream_report(self, rate: str | None = None, change: bool = False) -> dict:
+        """The upstream link: hub, rate, qdisc and byte counters; change=True sets the rate first."""
+        state = self.require_state()
+        if not state.get("upstream"):
+            raise BedError("this bed has no upstream namespace (built by an older simfleet): run `up --fresh`")
+        if change:
+            if rate not in (None, "off"):
+                upstream.parse_rate(rate)
+            self._shape(rate)
+        info = self.state["upstream"]
+        return {"hub": {"endpoint": config.HUB_ENDPOINT, "up": hub.ready(config.HUB), "repo": info["hub"]["repo"],
+                        "commit": info["commit"], "bytes": info["bytes"], "token": bool(info.get("token_file"))},
+                "registry": config.REGISTRY, "rate": info.get("rate"), "qdisc": upstream.qdisc(),
+                **upstream.counters()}
 
     def cut(self, name: str, restore: bool = False) -> None:
         self.require_state()
@@ -310,7 +378,8 @@ class Bed:
         return self._write_inventory()
 
     def _write_inventory(self) -> str:
-        text = inventory.render(inventory.build(self.paths, self._hosts(), auth=self.state.get("auth")))
+        text = inventory.render(inventory.build(self.paths, self._hosts(), auth=self.state.get("auth"),
+                                                upstream=self.state.get("upstream")))
         self.paths.inventory.write_text(text)
         return text
 
@@ -351,6 +420,13 @@ def _prepare_host(paths: Paths, host: Host, authorized: Path) -> None:
     files = HostFiles(paths, host.name)
     hosts.prepare(host, files, authorized)
     profiles.install_tree(files.root, profiles.get_profile(host.profile))
+
+
+def hub_repo_params(given: dict | None) -> dict:
+    """The hub's repo parameters, hub.DEFAULT_* where not given."""
+    params = {"repo": hub.DEFAULT_REPO, "size": hub.DEFAULT_SIZE, "shards": hub.DEFAULT_SHARDS, "seed": 0}
+    params.update({k: v for k, v in (given or {}).items() if v is not None})
+    return params
 
 
 def _bind(func, *args):

@@ -1,4 +1,4 @@
-"""Command line: up, down, status, inventory, tag, cut, restore, ssh, profiles."""
+"""Command line: up, down, status, inventory, upstream, tag, cut, restore, ssh, profiles."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from . import config, hosts, profiles
+from . import config, hosts, hub, profiles
 from .bed import Bed
 from .system import BedError
 
@@ -46,8 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--fresh", action="store_true", help="rebuild even if a matching bed is up")
     up.add_argument("--timeout", type=float, default=180, help="seconds to wait for the daemons (default 180)")
     up.add_argument("--keep-on-failure", action="store_true", help="leave a failed bed in place to inspect it")
+    up.add_argument("--upstream-rate", metavar="RATE",
+                    help="shape the upstream link (registry and model hub) to RATE in tc's units, e.g. 200mbit "
+                    "(default: unshaped); host-to-host links are never shaped")
+    up.add_argument("--hub-repo", help=f"repo id the model hub serves (default {hub.DEFAULT_REPO})")
+    up.add_argument("--hub-size", type=hub.parse_size, metavar="SIZE",
+                    help=f"total size of the generated model's shards, e.g. 64MiB (default {hub.DEFAULT_SIZE >> 20}MiB)")
+    up.add_argument("--hub-shards", type=int, help=f"number of safetensors shards (default {hub.DEFAULT_SHARDS})")
+    up.add_argument("--hub-token", action="store_true",
+                    help="the hub requires a generated token (inventory: simfleet_hub_token_file)")
 
     sub.add_parser("down", help="remove everything the bed made (keeps the persistent cache)")
+    link = sub.add_parser("upstream", help="the upstream link as JSON: bytes that crossed it, rate, hub")
+    link.add_argument("--rate", metavar="RATE", help="first set the link's rate (tc units, e.g. 200mbit; 'off' unshapes)")
     status = sub.add_parser("status", help="per host: ssh port, docker ping, profile, link")
     status.add_argument("--json", action="store_true")
     inv = sub.add_parser("inventory", help="write and print the YAML inventory")
@@ -70,13 +81,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def healthy(report: dict) -> bool:
     """Registries answer, every dockerd answers, every host not cut answers on ssh."""
-    return all(report["registry"].values()) and all(
+    return all(report["registry"].values()) and report["upstream"]["hub"]["up"] and all(
         h["docker"] and (h["ssh"] or h["link"] == "cut") for h in report["hosts"])
 
 
 def _print_status(report: dict) -> None:
     for address, ok in report["registry"].items():
         print(f"registry {address}: {'up' if ok else 'DOWN'}")
+    hub_info = report["upstream"]["hub"]
+    print(f"model hub {hub_info['endpoint']}: {'up' if hub_info['up'] else 'DOWN'} "
+          f"({hub_info['repo']}@{hub_info['commit'][:12]}, {hub_info['bytes']} bytes)")
+    print(f"upstream link {report['upstream']['interface']}: {report['upstream']['rate'] or 'unshaped'}, "
+          f"{report['upstream']['tx_bytes']} bytes sent, {report['upstream']['rx_bytes']} received")
     for image, present in report["image"].items():
         print(f"image {image}: {'present' if present else 'missing'}")
     print(f"{'HOST':6} {'ADDRESS':14} {'PROFILE':18} {'SSH':6} {'DOCKER':7} LINK")
@@ -92,9 +108,13 @@ def main(argv: list | None = None) -> int:
         if args.command == "up":
             bed.up(host_profiles(args.hosts, args.profile, args.profiles), image=args.image,
                    auth=args.registry_auth, fresh=args.fresh, timeout=args.timeout,
-                   keep_on_failure=args.keep_on_failure)
+                   keep_on_failure=args.keep_on_failure, upstream_rate=args.upstream_rate,
+                   hub_params={"repo": args.hub_repo, "size": args.hub_size, "shards": args.hub_shards},
+                   hub_token=args.hub_token)
         elif args.command == "down":
             bed.down()
+        elif args.command == "upstream":
+            print(json.dumps(bed.upstream_report(args.rate, change=args.rate is not None), indent=2))
         elif args.command == "status":
             report = bed.status()
             if args.json:

@@ -13,7 +13,10 @@ INSTANCE = os.environ.get("SIMFLEET_INSTANCE", "")
 if INSTANCE and not (INSTANCE.isdigit() and 1 <= int(INSTANCE) <= 9):
     raise SystemExit(f"SIMFLEET_INSTANCE={INSTANCE!r}: expected a digit 1..9 (or unset for the default bed)")
 SUBNET = ipaddress.ip_network(os.environ.get("SIMFLEET_SUBNET", f"10.213.{77 + int(INSTANCE or 0)}.0/24"))
-GATEWAY = str(SUBNET.network_address + 1)           # the bridge's address, where the registry listens
+GATEWAY = str(SUBNET.network_address + 1)           # the bridge's address: the controller's side
+# The upstream: the registry and the model hub in their own namespace behind one link (its
+# own veth to the bridge), the only link `up --upstream-rate` shapes.
+UPSTREAM = str(SUBNET.network_address + 2)
 FIRST_HOST = 11                                      # gpu01 is .11
 MAX_HOSTS = 99                                       # gpu01..gpu99
 BRIDGE = f"sfbr{INSTANCE or 0}"
@@ -23,8 +26,11 @@ CGROUP_NAME = f"simfleet{INSTANCE}"                  # cgroup subtree holding ev
 
 REGISTRY_PORT = 5000
 REGISTRY_TLS_PORT = 5443
-REGISTRY = f"{GATEWAY}:{REGISTRY_PORT}"
-REGISTRY_TLS = f"{GATEWAY}:{REGISTRY_TLS_PORT}"
+REGISTRY = f"{UPSTREAM}:{REGISTRY_PORT}"
+REGISTRY_TLS = f"{UPSTREAM}:{REGISTRY_TLS_PORT}"
+HUB_PORT = 8080
+HUB = f"{UPSTREAM}:{HUB_PORT}"
+HUB_ENDPOINT = f"http://{HUB}"                      # what HF_ENDPOINT is set to on the bed
 IMAGE_REPOSITORY = "lmsysorg/sglang"                # the production repository name
 IMAGE_TAG = "v0.5.7-rocm700-mi30x"
 IMAGE = f"{REGISTRY}/{IMAGE_REPOSITORY}:{IMAGE_TAG}"
@@ -80,6 +86,19 @@ class Paths:
     def registry_storage(self) -> Path:
         # persistent, so a rerun's push only sends what changed
         return self.cache / f"registry{INSTANCE}"
+
+    @property
+    def hub_repo(self) -> Path:
+        # persistent: a generated repo of the same parameters is reused, not written again
+        return self.cache / f"hub{INSTANCE}"
+
+    @property
+    def upstream_state(self) -> Path:
+        return self.state / "upstream"
+
+    @property
+    def upstream_run(self) -> Path:
+        return self.run / "upstream"
 
     @property
     def control_path_dir(self) -> Path:

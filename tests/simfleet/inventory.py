@@ -28,7 +28,8 @@ HOST_PATHS = {
 }
 
 
-def build(paths: Paths, hosts: list, *, auth: dict | None = None) -> dict:
+def build(paths: Paths, hosts: list, *, auth: dict | None = None, upstream: dict | None = None) -> dict:
+    """upstream: the bed state's record of the model hub (hub params, commit, bytes, token file)."""
     ssh_args = " ".join((
         "-o StrictHostKeyChecking=no",
         "-o UserKnownHostsFile=/dev/null",
@@ -71,6 +72,15 @@ def build(paths: Paths, hosts: list, *, auth: dict | None = None) -> dict:
         group_vars["simfleet_registry_tls"] = config.REGISTRY_TLS
         group_vars["simfleet_registry_ca_file"] = auth["ca_file"]
         group_vars["simfleet_image_tls"] = f"{config.REGISTRY_TLS}/{config.IMAGE_REPOSITORY}:{config.IMAGE_TAG}"
+    if upstream:
+        # The model hub beside the registry, behind the same (shaped) upstream link.
+        group_vars["simfleet_upstream_address"] = config.UPSTREAM
+        group_vars["simfleet_hub_endpoint"] = config.HUB_ENDPOINT
+        group_vars["simfleet_hub_repo"] = upstream["hub"]["repo"]
+        group_vars["simfleet_hub_commit"] = upstream["commit"]
+        group_vars["simfleet_hub_bytes"] = upstream["bytes"]
+        if upstream.get("token_file"):
+            group_vars["simfleet_hub_token_file"] = upstream["token_file"]
     return {"all": {"children": {"gpu_hosts": {"hosts": host_vars, "vars": group_vars}}}}
 
 

@@ -1,4 +1,5 @@
-"""The bed's network: a bridge on the machine, a namespace + veth per host, NAT egress.
+"""The bed's network: a bridge on the machine, a namespace + veth per host and one for the
+upstream (registry and model hub), NAT egress.
 
 Every iptables rule carries the comment `simfleet`, so `down` deletes exactly the rules the
 bed added (also after a crash, when nothing else was recorded).
@@ -21,7 +22,8 @@ RULES = (
     ("filter", "FORWARD", ["-i", config.BRIDGE, "-j", "ACCEPT"]),
     ("filter", "FORWARD", ["-o", config.BRIDGE, "-j", "ACCEPT"]),
 )
-_NETNS_RE = re.compile(rf"^{re.escape(config.NETNS_PREFIX)}gpu\d+$")
+UPSTREAM = "upstream"  # the namespace (and host-side veth) of the registry and the model hub
+_NETNS_RE = re.compile(rf"^{re.escape(config.NETNS_PREFIX)}(gpu\d+|{UPSTREAM})$")
 
 
 def netns(name: str) -> str:
@@ -63,6 +65,11 @@ def create_host(name: str, address: str) -> None:
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
     run(["ip", "-n", ns, "route", "add", "default", "via", config.GATEWAY])
+
+
+def create_upstream() -> None:
+    """The upstream's namespace: one veth to the bridge, the address config.UPSTREAM."""
+    create_host(UPSTREAM, config.UPSTREAM)
 
 
 def set_host_link(name: str, up: bool) -> None:

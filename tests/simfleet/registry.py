@@ -1,7 +1,8 @@
 """The bed's registry (Debian's docker-registry) and the images it serves.
 
-A plain-HTTP instance on GATEWAY:5000 that every simulated dockerd lists as insecure, and
-with --registry-auth a second instance on GATEWAY:5443 over TLS (a generated CA, trusted via
+A plain-HTTP instance on UPSTREAM:5000 (in the upstream namespace, upstream.py) that every
+simulated dockerd lists as insecure, and with --registry-auth a second instance on
+UPSTREAM:5443 over TLS (a generated CA, trusted via
 /etc/docker/certs.d) with htpasswd auth. Both share one storage directory in the persistent
 cache, so a rerun's push sends nothing new. Images are pushed from the controller's build
 engine (tests/scripts/engine.sh).
@@ -71,8 +72,8 @@ def make_ca_and_cert(directory: Path) -> tuple:
     run(["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca_crt, "-days", "30",
          "-subj", "/CN=simfleet test CA",
          "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    run(["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={config.GATEWAY}"])
-    ext.write_text(f"subjectAltName=IP:{config.GATEWAY}\nbasicConstraints=CA:FALSE\n"
+    run(["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={config.UPSTREAM}"])
+    ext.write_text(f"subjectAltName=IP:{config.UPSTREAM}\nbasicConstraints=CA:FALSE\n"
                    "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
     run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
          "-out", crt, "-days", "30", "-extfile", ext])
@@ -114,7 +115,7 @@ def make_credentials(directory: Path) -> tuple:
 
 
 def trust_ca(ca_crt: Path) -> Path:
-    """Install the CA where every dockerd on the machine looks for GATEWAY:5443's CA."""
+    """Install the CA where every dockerd on the machine looks for UPSTREAM:5443's CA."""
     target = config.DOCKER_CERTS_DIR / config.REGISTRY_TLS / "ca.crt"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ca_crt, target)

@@ -1,7 +1,7 @@
 """Generate the stand-in's tokenizer and ShareGPT-format dataset (deterministic).
 
-Runs at image build time with the image's venv (it needs the `tokenizers` library
-that transformers brings); nothing is downloaded. Output:
+Runs at image build time with the image's venv; nothing is downloaded. The tokenizer files
+come from standin_server/assets.py (stdlib, shared with the bed's model hub). Output:
 
     <out>/tokenizer/   tokenizer.json, tokenizer_config.json, special_tokens_map.json,
                        config.json   (a "model directory" without weights)
@@ -18,34 +18,12 @@ from pathlib import Path
 
 DATASET_SEED = 20251231
 DATASET_SIZE = 1200  # >= the high tier's 500 prompts, which the random dataset draws without reuse
-CONTEXT_LENGTH = 131072
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<s>{{ message['role'] }}: {{ message['content'] }}</s>{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant:{% endif %}")
 
 
-def write_tokenizer(out, vocab):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab.VOCAB)},
-                                           unk_token=vocab.SPECIAL_TOKENS[vocab.UNK_ID]))
-    # Splits exactly like vocab.token_count, so server and client count alike.
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.add_special_tokens(vocab.SPECIAL_TOKENS)
+def write_tokenizer(out, assets):
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(out / "tokenizer.json"))
-    special = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": CONTEXT_LENGTH,
-              "clean_up_tokenization_spaces": False, "add_bos_token": False,
-              "chat_template": CHAT_TEMPLATE, **special}
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    # Enough of a model config for tools that read one (no weights: it is a stand-in).
-    model = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-             "vocab_size": len(vocab.VOCAB), "max_position_embeddings": CONTEXT_LENGTH,
-             "bos_token_id": vocab.BOS_ID, "eos_token_id": vocab.EOS_ID, "pad_token_id": vocab.PAD_ID,
-             "torch_dtype": "bfloat16"}
-    (out / "config.json").write_text(json.dumps(model, indent=2) + "\n")
+    for name, text in assets.tokenizer_files().items():
+        (out / name).write_text(text)
 
 
 def dataset(vocab):
@@ -69,10 +47,10 @@ def main():
     parser.add_argument("--out", required=True)
     opts = parser.parse_args()
     sys.path.insert(0, opts.server_dir)
-    from standin_server import vocab
+    from standin_server import assets, vocab
 
     out = Path(opts.out)
-    write_tokenizer(out / "tokenizer", vocab)
+    write_tokenizer(out / "tokenizer", assets)
     (out / "sharegpt.json").write_text(json.dumps(dataset(vocab), separators=(",", ":")) + "\n")
 
 

@@ -58,3 +58,13 @@ def test_benchmark_completed_every_request(host, hostvars):
                         .splitlines()[-1])
     assert record["completed"] == 10
     assert record["backend"] == "sglang"
+
+
+def test_the_model_hub_answers_each_host_through_the_upstream(host, hostvars):
+    """The hub beside the registry (simfleet_hub_endpoint) gives the pinned commit and its files."""
+    url = f"{hostvars['simfleet_hub_endpoint']}/api/models/{hostvars['simfleet_hub_repo']}/revision/main?blobs=true"
+    info = json.loads(host.check_output(f"curl -sSf '{url}'"))
+    assert info["sha"] == hostvars["simfleet_hub_commit"]
+    shards = [s for s in info["siblings"] if s["rfilename"].endswith(".safetensors")]
+    assert shards and all(len(s["lfs"]["sha256"]) == 64 for s in shards)
+    assert hostvars["simfleet_registry"].split(":")[0] == hostvars["simfleet_upstream_address"]

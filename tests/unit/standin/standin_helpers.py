@@ -89,6 +89,24 @@ class Server:
         self.proc.wait()
 
 
+def group_members(pgid):
+    """{pid: argv[0]} of the live processes of a process group."""
+    members = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv0 = cmdline.read().split(b"\0")[0].decode()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members[int(entry)] = argv0
+    return members
+
+
 def sse_events(raw):
     """The `data:` payloads of an event stream, in order, `[DONE]` kept as a string."""
     events = []

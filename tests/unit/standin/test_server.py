@@ -1,7 +1,6 @@
 """The stand-in server as a process on 127.0.0.1: phases, HTTP protocol, auth, faults, processes."""
 
 import json
-import os
 import re
 import signal
 import socket
@@ -10,7 +9,7 @@ import time
 
 import pytest
 
-from standin_helpers import sse_events, start_server, wait_for
+from standin_helpers import group_members, sse_events, start_server, wait_for
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -286,23 +285,6 @@ def test_warmup_failure_kills_the_server(launch):
 
 
 # -- processes --------------------------------------------------------------------------
-
-def group_members(pgid):
-    members = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                argv0 = cmdline.read().split(b"\0")[0].decode()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members[int(entry)] = argv0
-    return members
-
 
 def no_processes_left(pgid):
     return wait_for(lambda: not group_members(pgid), timeout=5)

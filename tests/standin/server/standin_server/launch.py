@@ -1,6 +1,7 @@
 """Process life cycle of the stand-in, phase by phase as in SGLang 0.5.7.
 
-A. schedulers start and "load weights": the port is not bound yet;
+A. schedulers start and load weights (a local model directory's shards are read in full,
+   weights.py): the port is not bound yet;
 B. the HTTP server is up and warming up: /health answers 503;
 C. ready: `The server is fired up and ready to roll!`, /health answers 200;
 D. SIGTERM: /health answers 503 while requests drain, then the whole tree dies.
@@ -21,6 +22,7 @@ import sys
 import time
 
 from . import args as args_mod
+from . import weights
 from .knobs import KnobError, Knobs
 
 logger = logging.getLogger("standin")
@@ -71,7 +73,8 @@ class Launcher:
                "--ready-fd", str(write_fd), "--server-pid", str(os.getpid()),
                "--architecture", self.model["architectures"][0],
                "--max-total-num-tokens", str(self.model["max_total_num_tokens"]),
-               "--context-length", str(self.model["context_length"])]
+               "--context-length", str(self.model["context_length"]),
+               "--model-path", self.args["model_path"]]
         # argv[0] is the process title; the interpreter is named by `executable`.
         proc = subprocess.Popen(cmd, executable=sys.executable, pass_fds=(write_fd,),
                                 stdin=subprocess.DEVNULL)
@@ -267,4 +270,9 @@ def main(argv=None):
     configure_logging(server_args)
     marker("started")
     logger.info("server_args=%s", args_mod.format_server_args(server_args))
+    error = weights.config_error(server_args["model_path"])
+    if error:  # transformers' AutoConfig, before any process starts
+        sys.stderr.write(f"Traceback (most recent call last):\n  File \"transformers/configuration_utils.py\", "
+                         f"in _get_config_dict\n{error}\n")
+        return 1
     return Launcher(server_args, knobs, args_mod.model_config(server_args)).run()

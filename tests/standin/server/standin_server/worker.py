@@ -5,8 +5,9 @@ The server starts it with argv[0] set to SGLang's process title
 executable, so `ps`, `pgrep -f` and /proc/<pid>/cmdline see the real names. That
 also means it runs outside the venv: stdlib only.
 
-A scheduler checks the GPU device nodes like a HIP process would, "loads weights"
-for STANDIN_LOAD_SECONDS, reports ready on its pipe, then idles until SIGTERM.
+A scheduler checks the GPU device nodes like a HIP process would, loads weights
+(reads every byte of a local model directory's shards, weights.py; nothing for a hub id)
+and waits STANDIN_LOAD_SECONDS more, reports ready on its pipe, then idles until SIGTERM.
 On failure it logs `Scheduler hit an exception: <traceback>` and sends SIGQUIT
 to the server, as SGLang's scheduler does. SIGUSR1 makes it fail while serving
 (the crash-after-N-requests knob). Workers stay in the server's process group
@@ -27,7 +28,8 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from standin_server.knobs import Knobs  # noqa: E402  (needs the path above)
+from standin_server import weights  # noqa: E402  (needs the path above)
+from standin_server.knobs import Knobs  # noqa: E402
 
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 HIP_INVALID_ORDINAL = (
@@ -72,6 +74,9 @@ def run_scheduler(opts, knobs):
         time.sleep(knobs.load_seconds / 2)
         raise RuntimeError("HIP out of memory. Tried to allocate 2.00 GiB "
                            "(STANDIN_CRASH_AT_START is set)")
+    if os.path.isdir(opts.model_path):
+        read, seconds = weights.load(opts.model_path, logger.info)
+        logger.info("[standin] read %d bytes of weights from %s in %.2f s", read, opts.model_path, seconds)
     time.sleep(knobs.load_seconds)
     logger.info("Load weight end. type=%s, dtype=torch.bfloat16, avail mem=%.2f GB, mem usage=24.00 GB.",
                 opts.architecture, mem_gb - 24)
@@ -98,6 +103,7 @@ def main(argv=None):
     parser.add_argument("--architecture", default="StandinForCausalLM")
     parser.add_argument("--max-total-num-tokens", type=int, default=0)
     parser.add_argument("--context-length", type=int, default=0)
+    parser.add_argument("--model-path", default="")
     opts = parser.parse_args(argv)
 
     # Python replaced sys.argv[0] with the script path; the title is the original argv[0].
