@@ -29,6 +29,7 @@ import re
 
 SCHEMA_VERSION = 1
 STAMP = ".sglang-verified.json"
+MANIFEST = ".sglang-manifest.json"  # the manifest kept next to a verified tree
 CHUNK = 4 * 1024 * 1024
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -45,8 +46,8 @@ def safe_relpath(name):
     norm = posixpath.normpath(name)
     if norm.startswith("/") or norm == ".." or norm.startswith("../") or norm == "." or norm != name:
         raise ManifestError("file name %r would leave the model directory (or is not normalised)" % (name,))
-    if posixpath.basename(norm) == STAMP:
-        raise ManifestError("file name %r is reserved for the verified-state stamp" % (name,))
+    if posixpath.basename(norm) in (STAMP, MANIFEST):
+        raise ManifestError("file name %r is reserved for the collection's own bookkeeping" % (name,))
     return norm
 
 
@@ -145,9 +146,15 @@ def verify_file(path, entry):
     return None
 
 
-def _stat_key(path):
+def stat_key(path):
+    """What the stamp remembers of a file: a change of content changes one of these."""
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def stamp_entry(path, entry):
+    """The stamp of a file that has just matched its manifest entry (check_tree's form)."""
+    return {"stat": stat_key(path), "hash": entry.get("sha256") or entry.get("git_sha1")}
 
 
 def read_stamp(root):
@@ -177,7 +184,7 @@ def check_tree(root, manifest, full=False):
         if os.path.islink(path) or not os.path.isfile(path):
             result["bad"].append({"path": entry["path"], "reason": "not a regular file"})
             continue
-        key = _stat_key(path)
+        key = stat_key(path)
         remembered = stamp.get(entry["path"])
         if remembered and remembered.get("stat") == key and remembered.get("hash") == (entry.get("sha256") or entry.get("git_sha1")):
             reason = None
