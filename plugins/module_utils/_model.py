@@ -55,7 +55,7 @@ SOURCES = ("hub", "local", "none")
 VERIFY = ("stat", "full")
 MODEL_MOUNT = "/models"  # the container role mounts <model_dir>/<repo> at MODEL_MOUNT/<repo>
 STAGING = ".staging"
-STAGE_CONTAINER = "sglang-model-stage"
+STAGE_CONTAINER = "sglang-model-stage"  # and a hash of the staging directory (stage_container)
 STAGE_LABELS = {"io.sglang-rocm.fleet.managed": "true", "io.sglang-rocm.fleet.stage": "model"}
 TOKEN_MOUNT = "/run/sglang-model-secrets"
 TOKEN_FILE = "hf_token"
@@ -163,6 +163,12 @@ def layout(model_dir, repo):
             "hf_home": posixpath.join(staging, "hf-home"),
             "progress": posixpath.join(staging, PROGRESS_FILE),
             "local_stamp": posixpath.join(staging, LOCAL_STAMP)}
+
+
+def stage_container(staging):
+    """The transient container's name: the same for every run on one staging directory (so a run
+    can remove what a killed one left), another for another directory on the same daemon."""
+    return "%s-%s" % (STAGE_CONTAINER, hashlib.sha256(staging.encode("utf-8")).hexdigest()[:12])
 
 
 def served_path(repo):
@@ -497,7 +503,7 @@ class ModelManager:
             self.remove_leftover()
             return self.docker.run_agent(
                 self.image(), self.p["python"], _agent_model, payload, what="the model agent (%s)" % payload["op"],
-                timeout=int(limit), name=STAGE_CONTAINER, mounts=mounts, env=env, network="host",
+                timeout=int(limit), name=stage_container(self.paths["staging"]), mounts=mounts, env=env, network="host",
                 labels=STAGE_LABELS, python_name="the model role's python option", image_name="sglang_image",
                 secrets=self.secrets, limit_name="sglang_model_timeout")
         except ImageMissing as exc:
@@ -528,10 +534,11 @@ class ModelManager:
 
     def remove_leftover(self):
         """A stage container left running by a killed run would write into the staging dir."""
-        done = self.docker.command(["rm", "--force", STAGE_CONTAINER], timeout=60)
+        name = stage_container(self.paths["staging"])
+        done = self.docker.command(["rm", "--force", name], timeout=60)
         if done.rc != 0 and "No such container" not in (done.stderr or ""):
             self.fail("cannot remove the leftover container %s of an earlier model stage: %s"
-                      % (STAGE_CONTAINER, (done.stderr or done.stdout or "").strip()))
+                      % (name, (done.stderr or done.stdout or "").strip()))
 
     def agent_message(self, kind, detail):
         repo, rev, endpoint = self.p["repo"], self.p.get("revision"), self.p.get("hub_endpoint")

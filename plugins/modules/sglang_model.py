@@ -137,8 +137,9 @@ attributes:
   platform:
     platforms: posix
 notes:
-  - The transient container is named C(sglang-model-stage) and labelled
-    C(io.sglang-rocm.fleet.managed=true); one left behind by a killed run is removed first.
+  - The transient container is named C(sglang-model-stage-) and a hash of the staging directory,
+    and labelled C(io.sglang-rocm.fleet.managed=true); one left behind by a killed run is
+    removed first.
 seealso:
   - module: sglang_rocm.fleet.sglang_server
 """

@@ -168,6 +168,9 @@ def test_the_transient_container_runs_the_sglang_containers_image_on_the_host_ne
     assert resolve[-4:] == ["--entrypoint", "python3", IMAGE_ID, "-"]
     assert resolve[resolve.index("--network") + 1] == "host"
     assert "--volume" not in resolve  # resolving writes nothing on the host
+    name = resolve[resolve.index("--name") + 1]
+    assert re.match(r"^sglang-model-stage-[0-9a-f]{12}$", name)
+    assert hub.fake.calls[0].argv[-3:] == ["rm", "--force", name]  # what a killed run left goes first
     calls = [call.argv[call.argv.index("--host") + 2] for call in hub.fake.calls]
     assert calls == ["rm", "inspect", "run", "rm", "run"]
 
