@@ -146,15 +146,9 @@ def verify_file(path, entry):
     return None
 
 
-def stat_key(path):
-    """What the stamp remembers of a file: a change of content changes one of these."""
+def _stat_key(path):
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-def stamp_entry(path, entry):
-    """The stamp of a file that has just matched its manifest entry (check_tree's form)."""
-    return {"stat": stat_key(path), "hash": entry.get("sha256") or entry.get("git_sha1")}
 
 
 def read_stamp(root):
@@ -172,7 +166,7 @@ def check_tree(root, manifest, full=False):
     Returns {ok: [paths], missing: [paths], bad: [{path, reason}], extra_bytes_ok: int, stamp: {...}}:
     a file is ok when its stat matches the stamp written the last time it verified (unless
     ``full``), else when its hash matches now. ``stamp`` is the state to write back with
-    write_stamp (only files that are ok).
+    ``write_stamp`` (only files that are ok).
     """
     stamp = {} if full else read_stamp(root)["files"]
     result = {"ok": [], "missing": [], "bad": [], "ok_bytes": 0, "stamp": {}}
@@ -184,9 +178,9 @@ def check_tree(root, manifest, full=False):
         if os.path.islink(path) or not os.path.isfile(path):
             result["bad"].append({"path": entry["path"], "reason": "not a regular file"})
             continue
-        key = stat_key(path)
+        record = stamp_entry(path, entry)
         remembered = stamp.get(entry["path"])
-        if remembered and remembered.get("stat") == key and remembered.get("hash") == (entry.get("sha256") or entry.get("git_sha1")):
+        if remembered and remembered.get("stat") == record["stat"] and remembered.get("hash") == record["hash"]:
             reason = None
         else:
             reason = verify_file(path, entry)
@@ -195,8 +189,32 @@ def check_tree(root, manifest, full=False):
         else:
             result["ok"].append(entry["path"])
             result["ok_bytes"] += entry["size"]
-            result["stamp"][entry["path"]] = {"stat": key, "hash": entry.get("sha256") or entry.get("git_sha1")}
+            result["stamp"][entry["path"]] = record
     return result
+
+
+def stamp_entry(path, entry):
+    """The stamp's record of the file at path, to be kept only once it matched ``entry``."""
+    return {"stat": _stat_key(path), "hash": entry.get("sha256") or entry.get("git_sha1")}
+
+
+def write_stamp(root, manifest, files):
+    """Write the verified-state stamp of root atomically (a reader never sees half of it).
+
+    Returns False when the stamp on disk already says exactly that (nothing written)."""
+    text = stamp_text(manifest, files)
+    path = os.path.join(root, STAMP)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return False
+    except OSError:
+        pass
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return True
 
 
 def stamp_text(manifest, files):

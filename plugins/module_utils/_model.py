@@ -199,8 +199,7 @@ def unstamped(root, manifest):
         remembered = stamp.get(entry["path"]) or {}
         try:
             same = (not os.path.islink(path) and os.path.isfile(path)
-                    and remembered.get("stat") == _manifest.stat_key(path)
-                    and remembered.get("hash") == (entry.get("sha256") or entry.get("git_sha1")))
+                    and remembered == _manifest.stamp_entry(path, entry))
         except OSError:
             same = False
         if not same:
@@ -262,7 +261,7 @@ def local_manifest(repo, local_dir, remembered, full=False):
     files, remember = [], {}
     for rel, path in local_files(local_dir):
         _manifest.safe_relpath(rel)
-        key = _manifest.stat_key(path)
+        key = _manifest.stamp_entry(path, {})["stat"]
         old = (remembered or {}).get(rel) or {}
         if not full and old.get("stat") == key and old.get("sha256"):
             digest = old["sha256"]
@@ -739,9 +738,7 @@ class ModelManager:
         """Write the stamp (the files verified now) and the manifest; True when the manifest is new."""
         final = self.paths["final"]
         os.makedirs(final, mode=0o755, exist_ok=True)
-        stamp = _manifest.stamp_text(manifest, self.stamp)
-        if _manifest.read_stamp(final) != json.loads(stamp):
-            write_atomic(os.path.join(final, _manifest.STAMP), stamp)
+        _manifest.write_stamp(final, manifest, self.stamp)
         changed = self.manifest_changes(manifest)
         if changed:
             write_atomic(os.path.join(final, _manifest.MANIFEST), manifest_text(manifest))
