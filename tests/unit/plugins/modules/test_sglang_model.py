@@ -249,6 +249,7 @@ def test_a_file_whose_hash_does_not_match_is_refused_named_and_not_kept(run, mod
     ("token_refused", "sglang_model_hub_token"),
     ("unreachable", "sglang_model_hub_endpoint"),
     ("no_hub_library", "sglang_model_source: local"),
+    ("disk_full", "sglang_model_dir"),
 ])
 def test_hub_faults_name_the_variable_that_fixes_them_and_change_nothing(run, model_dir, kind, names):
     hub = Hub()
