@@ -136,6 +136,8 @@ attributes:
     support: full
   platform:
     platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 notes:
   - The transient container is named C(sglang-model-stage-) and a hash of the staging directory,
     and labelled C(io.sglang-rocm.fleet.managed=true); one left behind by a killed run is
