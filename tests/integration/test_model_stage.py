@@ -207,7 +207,7 @@ def playbook(tmp_path, hub, image, model_dir):
                    ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
                    ANSIBLE_ASYNC_DIR=str(tmp_path / "async"))
         done = subprocess.run(["ansible-playbook", str(play), "-e", "@" + str(tmp_path / "vars.json")],
-                              capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600)
+                              capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600, check=False)
         out = json.loads(done.stdout[done.stdout.index("{"):])
         tasks = {}
         for one in out["plays"]:
@@ -249,7 +249,7 @@ def test_the_role_stages_once_verifies_and_a_second_run_changes_nothing(playbook
     for name, (data, _lfs) in FILES.items():
         assert (copy / name).read_bytes() == data
     assert json.loads((copy / ".sglang-manifest.json").read_text())["revision"] == COMMIT
-    assert result["bytes_downloaded"] == sum(len(d) for d, _ in FILES.values())
+    assert result["bytes_downloaded"] == sum(len(data) for data, _lfs in FILES.values())
     progress_file = model_dir / ".staging" / REPO / "progress.json"
     progress = json.loads(progress_file.read_text())
     assert progress["bytes_done"] == progress["bytes_total"] == result["bytes_total"]

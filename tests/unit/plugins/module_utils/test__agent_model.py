@@ -96,7 +96,7 @@ def run_agent(tmp_path, payload, sleep=0):
     (package / "utils" / "__init__.py").write_text("build_hf_headers = get_session = hf_raise_for_status = None\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "lib"), FAKE_HUB_SLEEP=str(sleep))
     done = subprocess.run([sys.executable, "-"], input=agent_stdin(A, payload), capture_output=True, text=True,
-                          env=env, timeout=60)
+                          env=env, timeout=60, check=False)
     return done.returncode, agent_answer(done.stdout), done.stdout
 
 
@@ -141,7 +141,7 @@ def test_an_image_without_huggingface_hub_is_named(tmp_path):
     (tmp_path / "lib" / "huggingface_hub" / "__init__.py").write_text("raise ImportError('not here')\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "lib"))
     done = subprocess.run([sys.executable, "-"], input=agent_stdin(A, {"op": "resolve", "repo": "o/m", "revision": "main"}),
-                          capture_output=True, text=True, env=env, timeout=60)
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
     answer = agent_answer(done.stdout)
     assert done.returncode == 1 and answer["kind"] == "no_hub_library" and "huggingface_hub" in answer["error"]
 

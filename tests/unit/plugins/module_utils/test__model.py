@@ -118,10 +118,10 @@ def test_a_local_manifest_hashes_each_file_once_and_skips_tools_bookkeeping(tmp_
     calls = []
     real = _manifest.hash_file
     monkeypatch.setattr(_manifest, "hash_file", lambda path, *a: calls.append(path) or real(path, *a))
-    again, _ = _model.local_manifest("org/m", str(root), remember)
+    again, _remember = _model.local_manifest("org/m", str(root), remember)
     assert again == manifest and calls == []
     write(root, "config.json", b'{"a": 1}')
-    changed, _ = _model.local_manifest("org/m", str(root), remember)
+    changed, _remember = _model.local_manifest("org/m", str(root), remember)
     # the file and the link to it changed; the shard is not read again
     assert calls == [str(root / "config.json"), str(root / "link.json")]
     assert changed["revision"] != manifest["revision"]
