@@ -23,6 +23,7 @@ import stat
 import tempfile
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_engine as D
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _model
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import is_secret_name
 
 LABEL_PREFIX = "io.sglang-rocm.fleet."
@@ -368,15 +369,30 @@ def _env_text(key, value):
     return str(value)
 
 
+def model_mount(model_dir, model_repo):
+    """(host directory, container path) of the staged model, or None when the model is not
+    staged (sglang_model_source none): ``<model_dir>/<repo>`` at ``/models/<repo>``."""
+    if not model_repo:
+        return None
+    problems = _model.input_problems({"sglang_model_source": "hub", "sglang_model_path": model_repo,
+                                      "sglang_model_dir": model_dir})
+    if problems:
+        raise SpecError("; ".join("%s is %s, expected %s. Fix: %s" % problem for problem in problems))
+    return _model.layout(model_dir, model_repo)["final"], _model.served_path(model_repo)
+
+
 def collection_mounts(cache_dir, cache_mount=True, cache_env=None, results_dir="",
-                      secrets_dir="", secret_names=()):
+                      secrets_dir="", secret_names=(), model=None):
     """Mounts and environment the collection adds to every profile.
 
     The cache and results directories are mounted at the same path inside the container, so a
     path means the same thing on the host and in the container (the packages role stages its
     wheelhouse under the cache this way). Secrets are a read-only directory, never environment.
+    The staged model (``model``, from model_mount) is read-only at /models/<repo>.
     """
     volumes, env = [], {}
+    if model:
+        volumes.append("%s:%s:ro" % model)
     if cache_mount:
         _check_path(cache_dir, "sglang_cache_dir")
         volumes.append("%s:%s:rw" % (cache_dir, cache_dir))
@@ -662,9 +678,10 @@ def prepare(module):
     mappings = device_mappings(flags["devices"], p["dev_root"])
     groups, group_warnings = resolve_groups(flags["groups"], flags["numeric_groups"], gid_of)
     warnings.extend(group_warnings)
+    model = model_mount(p["model_dir"], p["model_repo"])
     volumes, mount_env = collection_mounts(
         p["cache_dir"], p["cache_mount"], p["cache_env"], p["results_dir"], p["secrets_dir"],
-        sorted(secrets))
+        sorted(secrets), model)
     params = container_params(
         p["name"], resolved["reference"], flags, mappings, groups, volumes, mount_env, plain_env,
         p["extra_options"], p["profile"])
@@ -678,6 +695,9 @@ def prepare(module):
         paths.directory(p["cache_dir"], 0o755)
     if p["results_dir"]:
         paths.directory(p["results_dir"], 0o755)
+    if model:
+        # the model stage fills it after the container exists: the bind mount needs the directory
+        paths.directory(model[0], 0o755)
     if secrets:
         paths.directory(p["secrets_dir"], 0o700, enforce_mode=True)
         for name in sorted(secrets):

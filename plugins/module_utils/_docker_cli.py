@@ -14,9 +14,11 @@
   (124, or 137 after the SIGKILL) and the limit has passed; a command in the container that
   exits 124 or is OOM-killed (137) before the limit is not mistaken for it. Killing the docker
   CLI does not stop what it started in the container; sglang_bench also runs ``timeout`` there.
-- One protocol for the in-container agents (``_agent_pip``, ``_agent_server``): the agent
-  module's source plus one ``main(<base64 JSON payload>)`` call on the stdin of
-  ``docker exec -i CONTAINER PYTHON -``, and the answer is the last JSON object line it prints.
+- One protocol for the in-container agents (``_agent_pip``, ``_agent_server``, ``_agent_model``):
+  the agent module's source plus one ``main(<base64 JSON payload>)`` call on the stdin of
+  ``docker exec -i CONTAINER PYTHON -`` (or of ``docker run --rm -i ... IMAGE`` with PYTHON as
+  the entrypoint, for a transient container), and the answer is the last JSON object line it
+  prints.
 - One error hierarchy under ModuleFailure, which the modules report with fail_json.
 """
 
@@ -83,6 +85,28 @@ def exec_argv(docker_bin, docker_host, container, command, timeout, interactive=
         argv.append("-i")
     argv.extend(env_argv)
     argv.append(container)
+    argv.extend(command)
+    return timed(argv, timeout, timeout_bin, kill_after)
+
+
+def run_argv(docker_bin, docker_host, image, command, timeout, name=None, mounts=(), env_argv=(),
+             network=None, labels=None, entrypoint=None, timeout_bin="timeout", kill_after=KILL_AFTER):
+    """``timeout ... N docker --host H run --rm -i --pull never [--name] [--label ...]
+    [--network] [--volume SRC:DST:MODE ...] [--env ...] [--entrypoint E] IMAGE COMMAND...``:
+    a transient container fed on stdin, from an image already on the host (never a pull)."""
+    argv = [docker_bin, "--host", docker_host or DEFAULT_HOST, "run", "--rm", "-i", "--pull", "never"]
+    if name:
+        argv += ["--name", name]
+    for key in sorted(labels or {}):
+        argv += ["--label", "%s=%s" % (key, labels[key])]
+    if network:
+        argv += ["--network", network]
+    for source, target, mode in mounts:
+        argv += ["--volume", "%s:%s:%s" % (source, target, mode)]
+    argv.extend(env_argv)
+    if entrypoint:
+        argv += ["--entrypoint", entrypoint]
+    argv.append(image)
     argv.extend(command)
     return timed(argv, timeout, timeout_bin, kill_after)
 
@@ -168,6 +192,10 @@ class AgentTimedOut(ModuleFailure):
     """The call ran out of time and the docker CLI was stopped."""
 
 
+class ImageMissing(ModuleFailure):
+    """``docker run --pull never`` found no such image on the host."""
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -224,6 +252,32 @@ class DockerCli:
         where = "container %s on %s" % (container, self.docker_host)
         limit = self.timeout if timeout is None else timeout
         done = self.exec(container, [python, "-"] + list(args), data=agent_stdin(agent, payload), timeout=limit)
+        return self._agent_answer(done, where, what, limit, limit_name, python, python_name, secrets)
+
+    def run_agent(self, image, python, agent, payload, what="the agent", timeout=None, name=None,
+                  mounts=(), env=None, network=None, labels=None, python_name="python",
+                  image_name="image", secrets=(), limit_name="timeout"):
+        """Send AGENT with PAYLOAD to ``PYTHON -`` in a transient container of IMAGE
+        (``docker run --rm -i --pull never``, see run_argv) and return its answer.
+
+        Raises ImageMissing (``image_name`` is what sets the image), DaemonUnreachable,
+        AgentTimedOut or AgentFailed, like call_agent. The CLI forwards the time limit's SIGTERM
+        to the agent (docker run proxies signals); a container left by a SIGKILL is removed by
+        the caller through its ``name``.
+        """
+        where = "a transient container of %s on %s" % (image, self.docker_host)
+        limit = self.timeout if timeout is None else timeout
+        env_argv, hidden = env_args(env)
+        argv = run_argv(self.bin, self.docker_host, image, ["-"], limit, name=name, mounts=mounts,
+                        env_argv=env_argv, network=network, labels=labels, entrypoint=python,
+                        timeout_bin=self.timeout_bin)
+        done = self.run(argv, data=agent_stdin(agent, payload), env=hidden, limit=limit)
+        if done.rc == 125 and agent_answer(done.stdout) is None and "No such image" in (done.stderr or ""):
+            raise ImageMissing("image %s is not on %s: run the container stage first, which pulls or "
+                               "loads it (%s names it)" % (image, self.docker_host, image_name))
+        return self._agent_answer(done, where, what, limit, limit_name, python, python_name, secrets)
+
+    def _agent_answer(self, done, where, what, limit, limit_name, python, python_name, secrets):
         text = mask_text((done.stderr or done.stdout or "").strip(), secrets)
         if done.timed_out:
             raise AgentTimedOut(

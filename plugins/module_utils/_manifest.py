@@ -29,6 +29,7 @@ import re
 
 SCHEMA_VERSION = 1
 STAMP = ".sglang-verified.json"
+MANIFEST = ".sglang-manifest.json"  # the manifest kept next to a verified tree
 CHUNK = 4 * 1024 * 1024
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -45,8 +46,8 @@ def safe_relpath(name):
     norm = posixpath.normpath(name)
     if norm.startswith("/") or norm == ".." or norm.startswith("../") or norm == "." or norm != name:
         raise ManifestError("file name %r would leave the model directory (or is not normalised)" % (name,))
-    if posixpath.basename(norm) == STAMP:
-        raise ManifestError("file name %r is reserved for the verified-state stamp" % (name,))
+    if posixpath.basename(norm) in (STAMP, MANIFEST):
+        raise ManifestError("file name %r is reserved for the collection's own bookkeeping" % (name,))
     return norm
 
 
@@ -165,7 +166,7 @@ def check_tree(root, manifest, full=False):
     Returns {ok: [paths], missing: [paths], bad: [{path, reason}], extra_bytes_ok: int, stamp: {...}}:
     a file is ok when its stat matches the stamp written the last time it verified (unless
     ``full``), else when its hash matches now. ``stamp`` is the state to write back with
-    write_stamp (only files that are ok).
+    ``write_stamp`` (only files that are ok).
     """
     stamp = {} if full else read_stamp(root)["files"]
     result = {"ok": [], "missing": [], "bad": [], "ok_bytes": 0, "stamp": {}}
@@ -177,9 +178,9 @@ def check_tree(root, manifest, full=False):
         if os.path.islink(path) or not os.path.isfile(path):
             result["bad"].append({"path": entry["path"], "reason": "not a regular file"})
             continue
-        key = _stat_key(path)
+        record = stamp_entry(path, entry)
         remembered = stamp.get(entry["path"])
-        if remembered and remembered.get("stat") == key and remembered.get("hash") == (entry.get("sha256") or entry.get("git_sha1")):
+        if remembered and remembered.get("stat") == record["stat"] and remembered.get("hash") == record["hash"]:
             reason = None
         else:
             reason = verify_file(path, entry)
@@ -188,8 +189,32 @@ def check_tree(root, manifest, full=False):
         else:
             result["ok"].append(entry["path"])
             result["ok_bytes"] += entry["size"]
-            result["stamp"][entry["path"]] = {"stat": key, "hash": entry.get("sha256") or entry.get("git_sha1")}
+            result["stamp"][entry["path"]] = record
     return result
+
+
+def stamp_entry(path, entry):
+    """The stamp's record of the file at path, to be kept only once it matched ``entry``."""
+    return {"stat": _stat_key(path), "hash": entry.get("sha256") or entry.get("git_sha1")}
+
+
+def write_stamp(root, manifest, files):
+    """Write the verified-state stamp of root atomically (a reader never sees half of it).
+
+    Returns False when the stamp on disk already says exactly that (nothing written)."""
+    text = stamp_text(manifest, files)
+    path = os.path.join(root, STAMP)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return False
+    except OSError:
+        pass
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return True
 
 
 def stamp_text(manifest, files):

@@ -14,8 +14,6 @@ DockerCli), ``read_file(path) -> str`` for the CA bundle on the host, and ``warn
 
 from __future__ import annotations
 
-import re
-
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _agent_pip
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli import (
     DEFAULT_EXEC_TIMEOUT,
@@ -23,9 +21,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli impo
     ModuleFailure,
     agent_stdin,
 )
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import MASK, mask_text
-
-_USERINFO = re.compile(r"//([^/@\s]+)@")
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import MASK, USERINFO, mask_text, url_credentials
 AGENT_MARGIN = 10  # seconds of exec_timeout left for the helper to answer after it stopped pip
 
 # request fields taken from the module's options as they are
@@ -44,12 +40,7 @@ def url_secrets(params):
     secrets = []
     urls = [params.get(name) or "" for name in ("http_proxy", "https_proxy", "index_url")]
     for value in urls + list(params.get("extra_index_urls") or []):
-        for userinfo in _USERINFO.findall(value or ""):
-            secrets.extend([value, userinfo])
-            # a traceback or pip may quote the password alone ("nonnumeric port: 'token@host'")
-            password = userinfo.partition(":")[2]
-            if len(password) >= 6:
-                secrets.append(password)
+        secrets.extend(url_credentials(value))
     return secrets
 
 
@@ -61,7 +52,7 @@ def redact(value, secrets=()):
     if isinstance(value, list):
         return [redact(item, secrets) for item in value]
     if isinstance(value, str):
-        return _USERINFO.sub("//%s@" % MASK, mask_text(value, secrets))
+        return USERINFO.sub("//%s@" % MASK, mask_text(value, secrets))
     return value
 
 

@@ -44,6 +44,22 @@ def may_carry_credentials(name):
     return bool(words) and words[-1] in URL_WORDS and words[0] != "no"
 
 
+USERINFO = re.compile(r"//([^/@\s]+)@")
+
+
+def url_credentials(url):
+    """The URL and its ``user:password`` part when it carries credentials
+    (``https://user:token@host/simple``), and the password alone (a traceback may quote it
+    alone, "nonnumeric port: 'token@host'"); [] for a URL without."""
+    found = []
+    for userinfo in USERINFO.findall(url or ""):
+        found.extend([url, userinfo])
+        password = userinfo.partition(":")[2]
+        if len(password) >= 6:
+            found.append(password)
+    return found
+
+
 def mask_text(text, secrets=()):
     """text with every known secret value replaced by MASK (longest first, so a secret that
     contains another is masked whole)."""

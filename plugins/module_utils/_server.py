@@ -149,7 +149,11 @@ def build_argv(params):
         argv.append("--enable-metrics")
     if params.get("api_key"):
         argv.extend(["--config", config_path(params["state_dir"])])
-    argv.extend(params.get("extra_args") or [])
+    extra = list(params.get("extra_args") or [])
+    if params.get("served_model_name") and not any(
+            arg == "--served-model-name" or arg.startswith("--served-model-name=") for arg in extra):
+        argv.extend(["--served-model-name", params["served_model_name"]])
+    argv.extend(extra)
     return argv
 
 

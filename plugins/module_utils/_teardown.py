@@ -82,3 +82,16 @@ def cache_plan(paths, cache_dir, resolved=None):
         else:
             plan["remove"].append(path)
     return plan
+
+
+def weights_note(plan, model_dir, remove_model=True):
+    """One sentence for the run's output: whether the teardown removes the staged model weights
+    (``model_dir``, sglang_model_dir), given the cache_plan that listed it."""
+    if not remove_model:
+        return "staged model weights in %s are kept (sglang_teardown_remove_model is false)" % model_dir
+    if model_dir in plan["remove"]:
+        return "staged model weights in %s are removed (under sglang_cache_dir)" % model_dir
+    for item in plan["kept"]:
+        if item["path"] == model_dir:
+            return "staged model weights in %s are kept: %s" % (model_dir, item["reason"])
+    return "staged model weights in %s are kept: not a cache path of this teardown" % model_dir

@@ -20,19 +20,22 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._address import is_loopback, key_problem
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._bench import BenchSpecError, validate_tiers
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._model import input_problems as model_input_problems
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._report_bench import (
     ReportError,
     check_tolerances,
     load_baseline,
 )
 
-STAGES = ("preflight", "container", "packages", "server", "benchmark")
+STAGES = ("preflight", "container", "model", "packages", "server", "benchmark")
 
 # Waits, deadlines and polls that must be > 0, by the stage that uses them. 0 is never "no
 # limit": a zero poll turns the benchmark's async task into fire-and-forget, a zero timeout
 # fails every call at once, a zero sleep spins the controller.
 POSITIVE = (
     ("preflight", "sglang_preflight_docker_timeout", "seconds to wait for the Docker daemon"),
+    ("model", "sglang_model_timeout", "seconds the model stage may take per host"),
+    ("model", "sglang_model_poll", "seconds between polls of the model stage's async task"),
     ("packages", "sglang_packages_timeout", "pip's network timeout in seconds"),
     ("server", "sglang_server_timeout", "seconds to wait for the server to load and answer"),
     ("server", "sglang_server_connect_timeout", "seconds per readiness probe"),
@@ -45,6 +48,10 @@ NON_NEGATIVE_INT = (
     ("packages", "sglang_packages_retries", "pip's retries per request"),
 )
 FRACTIONS = ("sglang_benchmark_token_tolerance", "sglang_benchmark_outlier_tolerance")
+# The model inputs, by the stages that read them: where the copy is and what it serves (container,
+# model, server), how the model stage gets it (model), the offline server's tokenizer (server).
+MODEL_SHARED = ("sglang_model_source", "sglang_model_path", "sglang_model_dir")
+MODEL_STAGE = ("sglang_model_revision", "sglang_model_hub_endpoint", "sglang_model_local_dir", "sglang_model_verify")
 # Every variable the checks read: the action resolves these (inventory value, else the role
 # default) and passes them in.
 VARIABLES = tuple(sorted(
@@ -53,7 +60,8 @@ VARIABLES = tuple(sorted(
         "sglang_benchmark_tiers", "sglang_benchmark_tier_catalog", "sglang_benchmark_dataset_name",
         "sglang_benchmark_dataset_path", "sglang_benchmark_offline", "sglang_benchmark_tokenizer",
         "sglang_benchmark_extra_args", "sglang_benchmark_baseline", "sglang_benchmark_tolerances",
-    }))
+        "sglang_tokenizer_path",
+    } | set(MODEL_SHARED) | set(MODEL_STAGE)))
 
 
 class Problem(collections.namedtuple("Problem", "variable seen expected fix")):
@@ -222,6 +230,21 @@ def check_benchmark(values):
     return problems
 
 
+def check_model(values, stages):
+    """The model inputs the given stages read (the rules of the sglang_model module, _model.py)."""
+    names = set()
+    if {"container", "model", "server"} & set(stages):
+        names.update(MODEL_SHARED)
+    if "model" in stages:
+        names.update(MODEL_STAGE)
+    if "server" in stages:
+        names.add("sglang_tokenizer_path")
+    given = {name: values[name] for name in names if name in values}
+    if "sglang_tokenizer_path" in given and "sglang_model_path" not in given:
+        given["sglang_model_path"] = values.get("sglang_model_path")
+    return [Problem(variable, seen, expected, fix) for variable, seen, expected, fix in model_input_problems(given)]
+
+
 def check_inputs(values, stages):
     """Every problem of the variables the given stages read; [] when the run may start."""
     stages = [stage for stage in stages or () if stage in STAGES]
@@ -232,6 +255,7 @@ def check_inputs(values, stages):
         problems.extend(check_bind(values.get("sglang_server_host"), values.get("sglang_api_key"),
                                    values.get("sglang_server_allow_unauthenticated", False)))
     problems.extend(check_waits(values, stages))
+    problems.extend(check_model(values, stages))
     if "benchmark" in stages:
         problems.extend(check_benchmark(values))
     return problems

@@ -140,6 +140,17 @@ options:
     description: Host results directory mounted at the same path; empty for none.
     type: str
     default: ""
+  model_dir:
+    description: Host directory of the staged models (C(sglang_model_dir)).
+    type: str
+    default: ""
+  model_repo:
+    description:
+      - Repo id of the staged model (C(sglang_model_path)); empty when the model is not staged
+        (C(sglang_model_source=none)). C(<model_dir>/<model_repo>) is created and mounted
+        read-only at C(/models/<model_repo>).
+    type: str
+    default: ""
   secrets_dir:
     description: Host directory (mode 0700) for the secret files, mounted read-only at /run/sglang-secrets.
     type: str
@@ -295,6 +306,8 @@ def main():
             cache_mount=dict(type="bool", default=True),
             cache_env=dict(type="dict", default={}),
             results_dir=dict(type="str", default=""),
+            model_dir=dict(type="str", default=""),
+            model_repo=dict(type="str", default=""),
             secrets_dir=dict(type="str", default="", no_log=False),
             secrets=dict(type="dict", default={}, no_log=True),
             hf_token=dict(type="str", default="", no_log=True),

@@ -63,6 +63,13 @@ options:
   tokenizer_path:
     description: Tokenizer given to C(--tokenizer-path). Defaults to O(model_path).
     type: str
+  served_model_name:
+    description:
+      - Name the server answers to in its API (C(--served-model-name)); by default SGLang uses
+        O(model_path). The server role sets it to the repo id when it serves the staged copy
+        (C(/models/<repo id>)), so clients keep asking for the repo id.
+      - A C(--served-model-name) in O(extra_args) wins over it.
+    type: str
   tp_size:
     description: Tensor-parallel size (C(--tp-size)). Must be a positive integer and at most O(gpu_count).
     type: int
@@ -397,6 +404,7 @@ def argument_spec():
         state=dict(type="str", default="started", choices=["started", "stopped", "restarted"]),
         model_path=dict(type="str"),
         tokenizer_path=dict(type="str", no_log=False),
+        served_model_name=dict(type="str"),
         tp_size=dict(type="int", default=1),
         gpu_count=dict(type="int"),
         port=dict(type="int", default=30000),

@@ -34,6 +34,15 @@ description:
     in [0, 1); C(sglang_benchmark_timeout) and C(sglang_benchmark_poll) are greater than 0.
   - C(packages) - C(sglang_packages_timeout) is greater than 0 and C(sglang_packages_retries) an
     integer of 0 or more. C(preflight) - C(sglang_preflight_docker_timeout) is greater than 0.
+  - C(container), C(model) and C(server) - C(sglang_model_source) is hub, local or none; unless
+    it is none, C(sglang_model_path) is a hub repo id (not a path) and C(sglang_model_dir) an
+    absolute directory.
+  - C(model) - C(sglang_model_revision) is a branch, tag or commit, C(sglang_model_hub_endpoint)
+    an http(s) URL without credentials, C(sglang_model_local_dir) an absolute directory (local
+    source), C(sglang_model_verify) stat or full, C(sglang_model_timeout) and C(sglang_model_poll)
+    greater than 0.
+  - C(server) - with a staged model the server runs offline, so C(sglang_tokenizer_path) is the
+    model path or a path inside the container.
   - Each problem names the host, the variable, what was seen, what was expected and the fix.
     The values themselves are not returned, and the API key is never quoted.
   - An action plugin that runs on the controller inside the task's worker, with no connection to
@@ -45,8 +54,8 @@ options:
     description: The stages the play runs (C(sglang_stages)); only their variables are checked.
     type: list
     elements: str
-    choices: [preflight, container, packages, server, benchmark]
-    default: [preflight, container, packages, server, benchmark]
+    choices: [preflight, container, model, packages, server, benchmark]
+    default: [preflight, container, model, packages, server, benchmark]
 attributes:
   check_mode:
     support: full

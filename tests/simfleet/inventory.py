@@ -65,6 +65,9 @@ def build(paths: Paths, hosts: list, *, auth: dict | None = None, upstream: dict
     group_vars = {
         # A group var, so that a play or an overlay inventory can point the fleet elsewhere.
         "sglang_image": config.IMAGE,
+        # The bed has no model hub yet (issue 17): the recipe's behaviour, no model stage, until
+        # the bed's fake hub is its upstream (sglang_model_hub_endpoint) and a scenario folds it in.
+        "sglang_model_source": "none",
         "simfleet_registry": config.REGISTRY,
         "simfleet_image_repository": f"{config.REGISTRY}/{config.IMAGE_REPOSITORY}",
     }

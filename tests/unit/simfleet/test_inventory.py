@@ -34,6 +34,8 @@ def test_every_host_side_path_is_per_host():
     # the registry lives in the upstream namespace, .2, not on the bridge's .1
     assert host_vars()["vars"]["sglang_image"] == "10.213.77.2:5000/lmsysorg/sglang:v0.5.7-rocm700-mi30x"
     assert "sglang_image" not in gpu01
+    # a group var, so a scenario that stages the model can override it
+    assert host_vars()["vars"]["sglang_model_source"] == "none" and "sglang_model_source" not in gpu01
     assert gpu01["ansible_python_interpreter"] == "/usr/bin/python3"
     assert "StrictHostKeyChecking=no" in gpu01["ansible_ssh_common_args"]
     assert "ControlPath=/run/" in gpu01["ansible_ssh_common_args"]

@@ -33,8 +33,9 @@ def test_the_role_defaults_pass_for_every_stage():
     # the baseline default is "{{ role_path }}/files/...": resolved against the benchmark role
     result = run({})
     assert result.get("failed") is not True, result.get("msg")
-    assert result["stages"] == ["preflight", "container", "packages", "server", "benchmark"]
-    assert {"sglang_server_host", "sglang_benchmark_baseline", "sglang_benchmark_poll"} <= set(result["checked"])
+    assert result["stages"] == ["preflight", "container", "model", "packages", "server", "benchmark"]
+    assert {"sglang_server_host", "sglang_benchmark_baseline", "sglang_benchmark_poll",
+            "sglang_model_source", "sglang_model_dir", "sglang_model_timeout"} <= set(result["checked"])
 
 
 def test_a_network_bind_without_a_key_fails_the_host_before_anything():

@@ -68,3 +68,17 @@ def test_the_filter_reads_realpath_output_on_a_real_tree(tmp_path):
     assert "through a symlink" in kept(plan)[paths[0]] and "outside" in kept(plan)[paths[2]]
     # realpath output that does not match the paths removes nothing
     assert teardown_cache(paths, str(cache), lines[:1])["remove"] == []
+
+
+def test_the_run_says_whether_the_staged_weights_go():
+    models = CACHE + "/models"
+    paths = [CACHE + "/huggingface", models]
+    lines = [CACHE] + paths
+    assert teardown_cache(paths, CACHE, lines, models)["model"] == (
+        "staged model weights in %s are removed (under sglang_cache_dir)" % models)
+    assert teardown_cache(paths[:1], CACHE, lines[:2], models, False)["model"] == (
+        "staged model weights in %s are kept (sglang_teardown_remove_model is false)" % models)
+    elsewhere = ["/data/models"]
+    kept = teardown_cache(elsewhere, CACHE, [CACHE, "/data/models"], "/data/models")
+    assert kept["remove"] == [] and kept["model"].startswith("staged model weights in /data/models are kept: outside")
+    assert "model" not in teardown_cache(paths, CACHE, lines)

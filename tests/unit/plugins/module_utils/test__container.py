@@ -296,6 +296,18 @@ def test_collection_mounts_and_secrets():
         C.validate_secret_names(["../etc/passwd"])
 
 
+def test_the_staged_model_is_mounted_read_only_under_models():
+    model = C.model_mount("/c/models", "org/name")
+    assert model == ("/c/models/org/name", "/models/org/name")
+    volumes, _env = C.collection_mounts("/c", True, {}, model=model)
+    assert volumes == ["/c/models/org/name:/models/org/name:ro", "/c:/c:rw"]
+    assert C.model_mount("/c/models", "") is None
+    with pytest.raises(C.SpecError, match="sglang_model_path"):
+        C.model_mount("/c/models", "../etc")
+    with pytest.raises(C.SpecError, match="sglang_model_dir"):
+        C.model_mount("models", "org/name")
+
+
 def test_env_precedence_and_types():
     params = build(mount_env={"HF_HOME": "/c/hf", "SHELL": "/bin/sh"},
                    user_env={"HF_HOME": "/elsewhere", "N": 4})

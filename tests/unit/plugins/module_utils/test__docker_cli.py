@@ -119,3 +119,36 @@ def test_the_shared_options_are_the_ones_the_fragment_documents():
         assert documented[name]["type"] == option["type"]
         assert documented[name].get("default") == option.get("default")
         assert documented[name].get("required", False) == option.get("required", False)
+
+
+def test_run_argv_is_a_transient_container_fed_on_stdin_from_an_image_already_there():
+    env_argv, hidden = C.env_args({"HF_ENDPOINT": "https://hub", "HF_TOKEN_PATH": "/run/s/hf_token"})
+    argv = C.run_argv("/usr/bin/docker", "unix:///d.sock", "img:1", ["-"], 300, name="stage",
+                      mounts=[("/a", "/a", "rw"), ("/t", "/run/s", "ro")], env_argv=env_argv, network="host",
+                      labels={"b": "2", "a": "1"}, entrypoint="python3", timeout_bin="/usr/bin/timeout")
+    assert argv == ["/usr/bin/timeout", "--kill-after=5", "300", "/usr/bin/docker", "--host", "unix:///d.sock",
+                    "run", "--rm", "-i", "--pull", "never", "--name", "stage", "--label", "a=1", "--label", "b=2",
+                    "--network", "host", "--volume", "/a:/a:rw", "--volume", "/t:/run/s:ro",
+                    "--env", "HF_ENDPOINT=https://hub", "--env", "HF_TOKEN_PATH=/run/s/hf_token",
+                    "--entrypoint", "python3", "img:1", "-"]
+    assert hidden == {}  # a path to a secret is not a secret
+
+
+def run_agent(module):
+    return cli(module).run_agent("img:1", "python3", _agent_pip, {"action": "probe"}, what="the agent",
+                                 timeout=60, image_name="sglang_image")
+
+
+def test_run_agent_answers_like_call_agent_and_names_a_missing_image():
+    module = Module((0, 'noise\n{"ok": true}\n', ""))
+    assert run_agent(module) == {"ok": True}
+    assert module.argvs[0][:3] == ["/usr/bin/timeout", "--kill-after=5", "60"]
+    missing = Module((125, "", "docker: Error response from daemon: No such image: img:1\n"))
+    with pytest.raises(C.ImageMissing, match="image img:1 is not on unix:///run/d.sock: run the container stage "
+                                             r"first, which pulls or loads it \(sglang_image names it\)"):
+        run_agent(missing)
+    failed = Module((1, '{"error": "boom", "kind": "hub_error"}\n', ""))
+    with pytest.raises(C.AgentFailed) as exc:
+        run_agent(failed)
+    assert exc.value.result == {"kind": "hub_error"}
+    assert exc.value.msg == "the agent in a transient container of img:1 on unix:///run/d.sock failed: boom"

@@ -36,7 +36,8 @@ def test_a_manifest_from_the_hub_answer_keeps_sha256_for_lfs_and_the_blob_id_oth
     assert _manifest.load(json.dumps(manifest)) == manifest
 
 
-@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a", "a\\b", _manifest.STAMP])
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a", "a\\b", _manifest.STAMP,
+                                  _manifest.MANIFEST, "sub/" + _manifest.MANIFEST])
 def test_names_that_would_leave_the_model_directory_are_refused(name):
     with pytest.raises(_manifest.ManifestError):
         _manifest.from_hub_info(hub_info([(name, b"x", False)]), "org/m")

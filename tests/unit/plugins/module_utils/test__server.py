@@ -113,6 +113,15 @@ def test_api_key_goes_into_a_config_file_not_the_argv():
     assert "sk-secret" not in " ".join(argv)
 
 
+def test_the_staged_copy_keeps_answering_to_the_repo_id_unless_extra_args_name_the_model():
+    argv = _server.build_argv(params(model_path="/models/org/m", served_model_name="org/m"))
+    assert argv[-2:] == ["--served-model-name", "org/m"] and argv[3:7] == [
+        "--model-path", "/models/org/m", "--tokenizer-path", "/models/org/m"]
+    own = _server.build_argv(params(served_model_name="org/m", extra_args=["--served-model-name=mine"]))
+    assert own.count("org/m") == 0 and own[-1] == "--served-model-name=mine"
+    assert "--served-model-name" not in _server.build_argv(params(served_model_name=""))
+
+
 def test_launch_env_is_strings_with_unbuffered_output():
     assert _server.launch_env({"A": 1, "B": True, "C": False, "D": "x"}) == {
         "PYTHONUNBUFFERED": "1", "A": "1", "B": "1", "C": "0", "D": "x"}

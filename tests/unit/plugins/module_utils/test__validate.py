@@ -26,6 +26,10 @@ def good(**extra):
         "sglang_benchmark_offline": False, "sglang_benchmark_tokenizer": "moonshotai/Kimi-Linear-48B-A3B-Instruct",
         "sglang_benchmark_extra_args": [], "sglang_benchmark_baseline": BASELINE, "sglang_benchmark_tolerances": {},
         "sglang_benchmark_token_tolerance": 0.01, "sglang_benchmark_outlier_tolerance": 0.15,
+        "sglang_model_source": "hub", "sglang_model_path": "moonshotai/Kimi-Linear-48B-A3B-Instruct",
+        "sglang_tokenizer_path": "moonshotai/Kimi-Linear-48B-A3B-Instruct", "sglang_model_dir": "/var/cache/sglang/models",
+        "sglang_model_revision": "main", "sglang_model_hub_endpoint": "https://huggingface.co",
+        "sglang_model_local_dir": "", "sglang_model_verify": "stat", "sglang_model_timeout": 14400, "sglang_model_poll": 3,
     }
     values.update(extra)
     return values
@@ -119,6 +123,37 @@ def test_a_key_starting_with_a_dash_is_refused_without_quoting_it(stages):
 
 def test_a_dash_inside_the_key_is_fine():
     assert _validate.check_inputs(good(sglang_api_key="sk-a-b-c"), ["server", "benchmark"]) == []
+
+
+# ------------------------------------------------------------------- the model
+
+
+def test_the_model_inputs_are_read_by_the_stages_that_use_them():
+    bad = good(sglang_model_revision="no branch", sglang_model_source="local", sglang_model_local_dir="rel")
+    assert variables(_validate.check_inputs(bad, ["model"])) == ["sglang_model_local_dir"]
+    assert _validate.check_inputs(bad, ["container", "server"]) == []
+    hub = good(sglang_model_revision="no branch")
+    assert variables(_validate.check_inputs(hub, ["model"])) == ["sglang_model_revision"]
+    path = good(sglang_model_path="/opt/models/kimi", sglang_tokenizer_path="/opt/models/kimi")
+    for stages in (["container"], ["model"], ["server"]):
+        assert variables(_validate.check_inputs(path, stages)) == ["sglang_model_path"]
+    assert _validate.check_inputs(path, ["preflight", "packages", "benchmark"]) == []
+    assert _validate.check_inputs(dict(path, sglang_model_source="none"), _validate.STAGES) == []
+
+
+def test_an_offline_server_cannot_fetch_another_tokenizer():
+    other = good(sglang_tokenizer_path="org/other-tokenizer")
+    problems = _validate.check_inputs(other, ["server"])
+    assert variables(problems) == ["sglang_tokenizer_path"]
+    assert "HF_HUB_OFFLINE=1" in problems[0].describe("gpu01")
+    assert _validate.check_inputs(good(sglang_tokenizer_path="/opt/tokenizer"), ["server"]) == []
+    assert _validate.check_inputs(dict(other, sglang_model_source="none"), ["server"]) == []
+
+
+def test_an_endpoint_with_credentials_is_refused_without_quoting_them():
+    problems = _validate.check_inputs(good(sglang_model_hub_endpoint="https://bob:hunter2secret@hub.example"), ["model"])
+    assert variables(problems) == ["sglang_model_hub_endpoint"]
+    assert "hunter2secret" not in problems[0].describe("gpu01")
 
 
 # ------------------------------------------------------------------- polls and timeouts

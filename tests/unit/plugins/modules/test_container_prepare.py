@@ -79,6 +79,16 @@ def test_fresh_host_plans_a_pull_and_creates_the_directories_once(host):
     assert second["config_hash"] == first["config_hash"]
 
 
+def test_the_staged_models_directory_exists_before_the_container_mounts_it(host):
+    result = run(args(host, model_dir=str(host / "cache" / "models"), model_repo="org/tiny"))
+    assert result["_rc"] == 0
+    assert "%s/cache/models/org/tiny:/models/org/tiny:ro" % host in result["container"]["volumes"]
+    assert (host / "cache" / "models" / "org" / "tiny").is_dir()
+    without = run(args(host))
+    assert not any("/models/" in volume for volume in without["container"]["volumes"])
+    assert without["config_hash"] != result["config_hash"]
+
+
 def test_check_mode_reports_but_creates_nothing(host):
     result = run(args(host), check_mode=True)
     assert result["changed"] is True and not (host / "cache").exists()
