@@ -30,6 +30,7 @@ ARGUMENT_SPEC = dict(
     records=dict(type="dict", default={}),
     host_status=dict(type="dict", default={}),
     image_digests=dict(type="dict", default={}),
+    startup=dict(type="dict", default={}),
     baseline=dict(type="path"),
     tolerances=dict(type="dict", default={}),
     token_tolerance=dict(type="float", default=0.01),
@@ -66,7 +67,7 @@ def run_report(p, check_mode):
     baseline = load_baseline(p["baseline"]) if p["baseline"] else None
     report = build_report(
         p["hosts"], p["records"], host_status=p["host_status"], image_digests=p["image_digests"],
-        baseline=baseline, baseline_path=p["baseline"], tolerances=p["tolerances"],
+        startup=p["startup"], baseline=baseline, baseline_path=p["baseline"], tolerances=p["tolerances"],
         token_tolerance=p["token_tolerance"], outlier_tolerance=p["outlier_tolerance"],
         outlier_min_hosts=p["outlier_min_hosts"], run={k: p[k] for k in RUN_KEYS})
     new_baseline = baseline_from_report(report) if p["store_as_baseline"] else None
