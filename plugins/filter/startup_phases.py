@@ -9,7 +9,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._startup import 
 
 
 def startup_phases(server, image=None, weights=None, restart=None):
-    """The sglang_startup_phases record (the rules: ``_startup.host_record``)."""
+    """The sglang_server_startup record (the rules: ``_startup.host_record``)."""
     return host_record(server, image=image, weights=weights, restart=restart)
 
 

@@ -236,7 +236,7 @@ def startup_stats(entries):
 
 
 def _startup_record(value):
-    """A host's sglang_startup_phases record as the report keeps it, or None."""
+    """A host's sglang_server_startup record as the report keeps it, or None."""
     if not isinstance(value, dict) or not isinstance(value.get("phases"), dict):
         return None
     return json_safe(value)
@@ -246,7 +246,7 @@ def build_report(hosts, records, host_status=None, image_digests=None, baseline=
                  baseline_path=None, tolerances=None, token_tolerance=0.01,
                  outlier_tolerance=0.15, outlier_min_hosts=3, run=None, startup=None):
     """The whole fleet report as one JSON-able dict (schema_version 1). ``startup`` maps a host
-    to its startup record (the fact sglang_startup_phases, _startup.host_record)."""
+    to its startup record (the fact sglang_server_startup, _startup.host_record)."""
     tolerances = check_tolerances(tolerances)
     host_status = host_status or {}
     image_digests = image_digests or {}

@@ -192,7 +192,7 @@ def next_batch(records):
 
 def after_change(container_result, server_result, startup=None):
     """The container and server after the change, as the record keeps them, with the host's
-    startup phases (the server role's sglang_startup_phases) when it recorded them."""
+    startup phases (the server role's sglang_server_startup) when it recorded them."""
     container = (container_result or {}).get("container") or {}
     server = server_result or {}
     return {

@@ -9,7 +9,7 @@ A phase is ``{"seconds": float, "at": "<ISO 8601 UTC>"}``, or None when it is no
 a zero that was not measured). The sglang_server module reports the server's phases, counted
 from the moment it asked the container to start the server; the server role folds them with the
 container stage's image timing and the model stage's result into one record per host (the fact
-``sglang_startup_phases``, see docs/startup.md), which the fleet report shows.
+``sglang_server_startup``, see docs/startup.md), which the fleet report shows.
 Stdlib only, no Ansible: the module imports it on the GPU host, the filter and the report on the
 controller.
 """
@@ -93,7 +93,7 @@ def _restarted_this(server, restart):
 
 
 def host_record(server=None, image=None, weights=None, restart=None):
-    """One host's startup record (the fact sglang_startup_phases).
+    """One host's startup record (the fact sglang_server_startup).
 
     ``server``: the sglang_server result of the server role; ``restart``: the result of the
     `restart sglang server` handler, when it ran (a restart there leaves the role's own call

@@ -67,7 +67,7 @@ options:
     default: {}
   startup:
     description:
-      - Host name to that host's startup record, the fact C(sglang_startup_phases) the server role
+      - Host name to that host's startup record, the fact C(sglang_server_startup) the server role
         sets (image ready, weights ready, process started, port open, ready; docs/startup.md).
       - The reports show each host's phases and the fleet's median and maximum per phase
         (C(startup) in the JSON, C(startup_*) columns at the end of the CSV, a Startup table in

@@ -318,7 +318,7 @@ phases:
     - For a server left running (RV(action=none)) every phase is V(null) and RV(phases.running_since)
       says when that server was started; no time of this run is reported as a startup time.
     - The server role folds them, with the image and model stages' timings, into the host fact
-      C(sglang_startup_phases) (see docs/startup.md).
+      C(sglang_server_startup) (see docs/startup.md).
   returned: when a server was launched or left running, not in check mode; on failure after a launch
   type: dict
   contains:

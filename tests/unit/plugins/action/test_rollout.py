@@ -86,11 +86,11 @@ def test_a_rollout_end_to_end_through_the_steps(tmp_path):
 def test_the_record_keeps_the_hosts_startup_phases():
     startup = {"server": "restarted", "phases": {"ready": {"seconds": 9.5, "at": "2026-01-05T10:31:02.417+00:00"}}}
     mine = {"sglang_upgrade_host": {"status": "in_progress", "batch": 1, "before": {"exists": True}},
-            "sglang_startup_phases": startup}
+            "sglang_server_startup": startup}
     out = run_action({"step": "record", "outcome": "done", "container": {"changed": True},
                       "server": {"changed": True, "action": "restarted"}}, mine)
     assert out["ansible_facts"]["sglang_upgrade_host"]["after"]["startup"] == startup
-    del mine["sglang_startup_phases"]
+    del mine["sglang_server_startup"]
     out = run_action({"step": "record", "outcome": "done", "container": {}, "server": {}}, mine)
     assert out["ansible_facts"]["sglang_upgrade_host"]["after"]["startup"] is None
 
