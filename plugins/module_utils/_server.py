@@ -633,8 +633,8 @@ class ServerManager:
         base = {"elapsed": round(outcome.elapsed, 3), "attempts": outcome.attempts, "url": self.url,
                 "pid": pid, "log_path": self.p["log_path"], "last_error": outcome.last_error}
         if launch is not None:
-            outcome.phases = base["phases"] = server_phases(launch[0], launch[1], outcome.port_open_at,
-                                                             outcome.ready_at)
+            phases = server_phases(launch[0], launch[1], outcome.port_open_at, outcome.ready_at)
+            outcome.phases = base["phases"] = phases
         if outcome.status == "ready":
             return outcome
         if outcome.status == "died":
