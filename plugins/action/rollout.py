@@ -128,7 +128,8 @@ class ActionModule(ActionBase):
     def _step_record(self, args):
         """The host's record after an outcome of its change (see _rollout.finished)."""
         container, server = args.get("container"), args.get("server")
-        after = _rollout.after_change(container, server) if args.get("outcome") in ("done", "rolled_back") else None
+        after = (_rollout.after_change(container, server, self._vars.get("sglang_server_startup"))
+                 if args.get("outcome") in ("done", "rolled_back") else None)
         record = _rollout.finished(self._record(), args.get("outcome"), _now(),
                                    check_mode=self._vars.get("ansible_check_mode", False),
                                    changed=_rollout.host_changed(container, server), after=after,

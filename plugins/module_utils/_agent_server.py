@@ -16,7 +16,8 @@ Operations (payload ``op``):
 ``launch``  start the server detached: a supervisor process calls setsid() (so it leads a new
             session and process group), starts the server as its child with stdout/stderr piped
             through it into the log (the API key is masked on the way), records pid.json, and
-            when the server exits records its exit status in rc.json.
+            when the server exits records its exit status in rc.json. Before that it links the
+            image's prebuilt AITER modules into AITER_JIT_DIR (link_prebuilt_aiter).
 ``stop``    SIGTERM every process of the server (its session and process group, and every
             process carrying the launch marker in its environment, which catches workers that
             left the group), wait, SIGKILL what is left, and confirm that nothing is left.
@@ -37,6 +38,7 @@ import base64
 import errno
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
 import select
@@ -271,6 +273,38 @@ def key_matches(state_dir, api_key):
     return hmac.compare_digest(recorded, current)
 
 
+def link_prebuilt_aiter(env, find_spec=importlib.util.find_spec):
+    """Link the AITER modules the image prebuilt into AITER_JIT_DIR; returns the names linked.
+
+    With AITER_JIT_DIR set, AITER imports its operator modules (module_*.so) from that directory
+    only and builds whatever it does not find there (aiter/jit/core.py: get_user_jit_dir,
+    get_module_custom_op), while the image keeps the modules it built at install time in the
+    package's own jit/ directory. A link per module, to a path inside the image (the same in
+    every container of the image, and the cache directory is per image), lets AITER use them
+    instead of compiling them again; a module AITER rebuilds replaces its link with a file.
+    """
+    target = env.get("AITER_JIT_DIR")
+    if not target or not os.path.isdir(target):
+        return []
+    try:
+        spec = find_spec("aiter")  # locates the package without importing it (or torch)
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.origin:
+        return []
+    source = os.path.join(os.path.dirname(spec.origin), "jit")
+    if not os.path.isdir(source) or os.path.realpath(source) == os.path.realpath(target):
+        return []
+    linked = []
+    for name in sorted(os.listdir(source)):
+        path = os.path.join(target, name)
+        if not name.endswith(".so") or os.path.lexists(path):
+            continue
+        os.symlink(os.path.join(source, name), path)
+        linked.append(name)
+    return linked
+
+
 def status(payload, proc="/proc"):
     state_dir = payload["state_dir"]
     record = read_json(_path(state_dir, PID_FILE))
@@ -422,6 +456,14 @@ def launch(payload):
     write_json(_path(state_dir, SPEC_FILE), payload.get("spec") or {})
     if os.path.exists(payload["log_path"]):
         os.replace(payload["log_path"], payload["log_path"] + ".1")
+    try:
+        linked = link_prebuilt_aiter(dict(os.environ, **(payload.get("env") or {})))
+    except OSError as exc:
+        linked = ["none: %s" % exc]
+    if linked:
+        with open(payload["log_path"], "a") as log:
+            log.write("sglang_server: the image's prebuilt AITER modules linked into AITER_JIT_DIR: %s\n"
+                      % ", ".join(linked))
     read_fd, write_fd = os.pipe()
     if os.fork() == 0:
         os.close(read_fd)

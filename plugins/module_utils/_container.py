@@ -25,6 +25,7 @@ import tempfile
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _docker_engine as D
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _model
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import is_secret_name
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._startup import phase
 
 LABEL_PREFIX = "io.sglang-rocm.fleet."
 MANAGED_LABEL = LABEL_PREFIX + "managed"
@@ -35,6 +36,29 @@ SECRETS_MOUNT = "/run/sglang-secrets"
 HF_TOKEN_FILE = "hf_token"
 # a secret-looking entry NAME of sglang_container_env is the secret file env.NAME, never environment
 ENV_SECRET_PREFIX = "env."
+
+# Kernel caches compiled at run time, kept per image and GPU architecture so that a recreated
+# container finds them (docs/startup.md gives each source). Host directory
+# <sglang_cache_dir>/jit/<image ID, 12 hex>/<gfx arch>/<name>, mounted at JIT_MOUNT/<name>, where
+# the variable points the tool:
+JIT_CACHES = (
+    # Triton's compiled kernels; default ~/.triton/cache (triton/knobs.py cache_knobs.dir,
+    # runtime/cache.py default_cache_dir before 3.4)
+    ("triton", "TRITON_CACHE_DIR"),
+    # AITER's operator modules (module_*.so) and their build trees; default the aiter package's
+    # own jit/ directory, where the image keeps the modules it prebuilt (aiter/jit/core.py
+    # get_user_jit_dir); the server's launch links those into the cache (_agent_server)
+    ("aiter-jit", "AITER_JIT_DIR"),
+    # AITER's C++ kernels built at run time under <dir>/build; default ~/.aiter
+    # (csrc/cpp_itfs/utils.py)
+    ("aiter", "AITER_ROOT_DIR"),
+    # TorchInductor (torch.compile); default /tmp/torchinductor_<user>
+    # (torch/_inductor/runtime/cache_dir_utils.py)
+    ("inductor", "TORCHINDUCTOR_CACHE_DIR"),
+)
+JIT_MOUNT = "/var/cache/sglang-jit"
+UNKNOWN_ARCH = "unknown"
+_GFX_RE = re.compile(r"^gfx[0-9a-f]{3,4}$")
 
 # The published recipe's `docker run` flags, and nothing else (DESIGN.md step 2):
 #   docker run -d -it --ipc=host --network=host --privileged --cap-add=CAP_SYS_ADMIN
@@ -220,8 +244,9 @@ def find_image(images, resolved):
     return None
 
 
-def image_facts(image, resolved, source):
-    """Host facts recorded for the image: reference, ID and the registry digest when known."""
+def image_facts(image, resolved, source, obtained=None):
+    """Host facts recorded for the image: reference, ID and the registry digest when known, and
+    ``obtained`` (a _startup phase) when this run pulled or loaded it."""
     digest = resolved.get("digest")
     repo_digests = list((image or {}).get("RepoDigests") or [])
     if not digest:
@@ -232,7 +257,7 @@ def image_facts(image, resolved, source):
                 break
     return {"reference": resolved["reference"], "source": source,
             "id": (image or {}).get("Id"), "digest": digest if image else resolved.get("digest"),
-            "repo_digests": repo_digests}
+            "repo_digests": repo_digests, "obtained": obtained}
 
 
 def find_container(containers, name):
@@ -381,14 +406,44 @@ def model_mount(model_dir, model_repo):
     return _model.layout(model_dir, model_repo)["final"], _model.served_path(model_repo)
 
 
+
+def jit_key(image_id, gpu_archs):
+    """(image ID in 12 hex, GPU architecture) that name a host's JIT cache directory.
+
+    The image ID is the digest of the image's config: the same for a pulled and a loaded copy,
+    another one for any other content. The architecture is the host's gfx target from the
+    preflight facts (several, sorted and joined with '+'), or 'unknown' without facts.
+    """
+    digest = str(image_id or "").split(":", 1)[-1]
+    if not re.match(r"^[0-9a-f]{12,}$", digest):
+        raise SpecError("image ID %r is not a sha256 digest; the JIT cache directory is named "
+                        "after it" % (image_id,))
+    archs = sorted(set(str(arch) for arch in gpu_archs or () if arch))
+    bad = [arch for arch in archs if not _GFX_RE.match(arch)]
+    if bad:
+        raise SpecError("gpu_archs %s are not LLVM GPU targets such as gfx942; they come from "
+                        "ansible_facts.rocm.gpus (the preflight role's rocm_facts)" % bad)
+    return digest[:12], "+".join(archs) or UNKNOWN_ARCH
+
+
+def jit_dirs(cache_dir, image_id, gpu_archs):
+    """{cache name: host directory} of the image's JIT caches on this host."""
+    image, arch = jit_key(image_id, gpu_archs)
+    root = os.path.join(cache_dir, "jit", image, arch)
+    return {name: os.path.join(root, name) for name, _env in JIT_CACHES}
+
+
+
 def collection_mounts(cache_dir, cache_mount=True, cache_env=None, results_dir="",
-                      secrets_dir="", secret_names=(), model=None):
+                      secrets_dir="", secret_names=(), model=None, jit=None):
     """Mounts and environment the collection adds to every profile.
 
     The cache and results directories are mounted at the same path inside the container, so a
     path means the same thing on the host and in the container (the packages role stages its
     wheelhouse under the cache this way). Secrets are a read-only directory, never environment.
     The staged model (``model``, from model_mount) is read-only at /models/<repo>.
+    ``jit`` (jit_dirs) are the image's kernel caches, each mounted where its variable points
+    (JIT_CACHES); an entry of ``cache_env`` for the same variable wins.
     """
     volumes, env = [], {}
     if model:
@@ -396,6 +451,9 @@ def collection_mounts(cache_dir, cache_mount=True, cache_env=None, results_dir="
     if cache_mount:
         _check_path(cache_dir, "sglang_cache_dir")
         volumes.append("%s:%s:rw" % (cache_dir, cache_dir))
+        for name, variable in JIT_CACHES if jit else ():
+            volumes.append("%s:%s/%s:rw" % (jit[name], JIT_MOUNT, name))
+            env[variable] = "%s/%s" % (JIT_MOUNT, name)
         for key, value in (cache_env or {}).items():
             env[key] = _env_text(key, value)
     if results_dir:
@@ -621,8 +679,9 @@ def docker_state(module):
     return (containers if given[0] is None else given[0]), (images if given[1] is None else given[1])
 
 
-def prepare(module):
-    """container_prepare's result and warnings; SpecError before anything changed."""
+def prepare(module, now=None):
+    """container_prepare's result and warnings; SpecError before anything changed. ``now`` is the
+    epoch at which the module began (RV checked_at)."""
     p = module.params
     warnings = []
     resolved = resolve_image(p["image"], p["registry_mirror"], p["image_digest"])
@@ -638,13 +697,17 @@ def prepare(module):
         "existing": existing,
         "remove": False,
         "paths": [],
+        "checked_at": now,
+        "jit": None,
     }
     result["archive_path"] = archive_host_path(
         p["image_source"], p["archive"], p["archive_sha256"], p["archive_remote_src"],
         p["staging_dir"]) if p["state"] == "present" else ""
     if image is not None:
+        # asked again after the pull or load (image_requested_at): how long the image took
+        obtained = phase(p["image_requested_at"], now) if p["image_requested_at"] else None
         result["ansible_facts"] = {
-            "sglang_container_image_facts": image_facts(image, resolved, p["image_source"])}
+            "sglang_container_image_facts": image_facts(image, resolved, p["image_source"], obtained)}
 
     secrets = dict(p["secrets"] or {})
     if p["hf_token"]:
@@ -679,9 +742,12 @@ def prepare(module):
     groups, group_warnings = resolve_groups(flags["groups"], flags["numeric_groups"], gid_of)
     warnings.extend(group_warnings)
     model = model_mount(p["model_dir"], p["model_repo"])
+    # the image's ID names its kernel caches: known once the image is on the host (the role asks
+    # again after a pull or load)
+    jit = jit_dirs(p["cache_dir"], image["Id"], p["gpu_archs"]) if p["cache_mount"] and image else None
     volumes, mount_env = collection_mounts(
         p["cache_dir"], p["cache_mount"], p["cache_env"], p["results_dir"], p["secrets_dir"],
-        sorted(secrets), model)
+        sorted(secrets), model, jit)
     params = container_params(
         p["name"], resolved["reference"], flags, mappings, groups, volumes, mount_env, plain_env,
         p["extra_options"], p["profile"])
@@ -693,6 +759,11 @@ def prepare(module):
         paths.directory(p["staging_dir"], 0o700)
     if p["cache_mount"]:
         paths.directory(p["cache_dir"], 0o755)
+        for name in sorted(jit or {}):
+            paths.directory(jit[name], 0o755)
+        if jit:
+            result["jit"] = {"dir": os.path.dirname(jit[JIT_CACHES[0][0]]), "caches": jit,
+                             "mounted_at": {name: "%s/%s" % (JIT_MOUNT, name) for name in jit}}
     if p["results_dir"]:
         paths.directory(p["results_dir"], 0o755)
     if model:

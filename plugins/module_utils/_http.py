@@ -18,15 +18,22 @@ import urllib.request
 
 
 class HttpResult:
-    """Outcome of one request: ``status`` is None when no HTTP answer arrived."""
+    """Outcome of one request: ``status`` is None when no HTTP answer arrived. ``connected`` says
+    whether the TCP connection was made (an answer came, or the request was sent and the reply
+    failed), so "the port accepts" is known even when no answer came."""
 
-    __slots__ = ("url", "status", "body", "error")
+    __slots__ = ("url", "status", "body", "error", "sent")
 
-    def __init__(self, url, status=None, body=b"", error=None):
+    def __init__(self, url, status=None, body=b"", error=None, sent=False):
         self.url = url
         self.status = status
         self.body = body
         self.error = error
+        self.sent = sent
+
+    @property
+    def connected(self):
+        return self.status is not None or self.sent
 
     @property
     def ok(self):
@@ -68,5 +75,9 @@ def request(url, method="GET", timeout=10.0, headers=None, data=None, opener=Non
         except (OSError, http.client.HTTPException):
             body = b""
         return HttpResult(url, status=exc.code, body=body or b"")
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+    except urllib.error.URLError as exc:
+        # urllib wraps what fails while connecting and sending in URLError
         return HttpResult(url, error=describe_error(exc, timeout))
+    except (OSError, http.client.HTTPException) as exc:
+        # ... and lets what fails while reading the reply through: the port did accept
+        return HttpResult(url, error=describe_error(exc, timeout), sent=True)

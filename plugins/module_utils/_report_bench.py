@@ -4,9 +4,9 @@
 """Fleet report logic behind the bench_report module (stdlib only, no AnsibleModule).
 
 Takes the per-tier records sglang_bench returned on every host, the hosts that failed an
-earlier stage and each host's image digest; computes fleet statistics, baseline comparisons
-(gated on output throughput and median TPOT, P99s report-only, workload comparability by token
-totals), outlier hosts and a verdict; renders JSON, CSV, Markdown and HTML.
+earlier stage, each host's image digest and its startup phases; computes fleet statistics,
+baseline comparisons (gated on output throughput and median TPOT, P99s report-only, workload
+comparability by token totals), outlier hosts and a verdict; renders JSON, CSV, Markdown and HTML.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _render a
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._files import json_safe, json_text
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import is_number as _is_number
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import number_text as _fmt
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._startup import PHASES, seconds_of
 
+# The report's schema_version changes only when a field is removed, renamed or changes meaning;
+# a new field (such as "startup" per host and for the fleet) is added under the same version,
+# and readers ignore fields they do not know. The CSV adds columns at the end only.
 SCHEMA_VERSION = 1
 BASELINE_SCHEMA_VERSION = 1
 
@@ -244,13 +248,32 @@ def left_run_status(lost_hosts, validation=None, run_id=None):
     return status
 
 
+def startup_stats(entries):
+    """phase -> {median, max, n} of its seconds over the hosts that have it (None without any)."""
+    stats = {}
+    for name in PHASES:
+        values = [seconds_of(e["startup"], name) for e in entries]
+        values = [v for v in values if v is not None]
+        stats[name] = {"median": _median(values), "max": max(values), "n": len(values)} if values else None
+    return stats
+
+
+def _startup_record(value):
+    """A host's sglang_server_startup record as the report keeps it, or None."""
+    if not isinstance(value, dict) or not isinstance(value.get("phases"), dict):
+        return None
+    return json_safe(value)
+
+
 def build_report(hosts, records, host_status=None, image_digests=None, baseline=None,
                  baseline_path=None, tolerances=None, token_tolerance=0.01,
-                 outlier_tolerance=0.15, outlier_min_hosts=3, run=None):
-    """The whole fleet report as one JSON-able dict (schema_version 1)."""
+                 outlier_tolerance=0.15, outlier_min_hosts=3, run=None, startup=None):
+    """The whole fleet report as one JSON-able dict (schema_version 1). ``startup`` maps a host
+    to its startup record (the fact sglang_server_startup, _startup.host_record)."""
     tolerances = check_tolerances(tolerances)
     host_status = host_status or {}
     image_digests = image_digests or {}
+    startup = startup or {}
     names = list(hosts or [])
     for extra in list(records or {}) + list(host_status):
         if extra not in names:
@@ -262,7 +285,7 @@ def build_report(hosts, records, host_status=None, image_digests=None, baseline=
         stage = host_status.get(name) or {}
         entry = {"host": name, "status": "ok", "stage": None, "stage_status": None, "error": None,
                  "image_digest": image_digests.get(name) or None, "digest_mismatch": False,
-                 "sglang_version": None, "tiers": {}}
+                 "sglang_version": None, "tiers": {}, "startup": _startup_record(startup.get(name))}
         for rec in recs:
             if rec["tier"] not in tiers:
                 tiers.append(rec["tier"])
@@ -447,6 +470,8 @@ def build_report(hosts, records, host_status=None, image_digests=None, baseline=
         "digests": {"majority": majority, "mismatched": mismatched,
                     "hosts": {e["host"]: e["image_digest"] for e in entries}},
         "notes": notes,
+        "startup": {"phases": list(PHASES), "fleet": startup_stats(entries),
+                    "hosts": len([e for e in entries if e["startup"]])},
     }
 
 
@@ -599,6 +624,44 @@ def host_rows(report):
     return rows
 
 
+# Startup: each host's phases in seconds (image and weights: how long their stage took on the
+# host; the server's: from its launch), then the fleet's median and maximum.
+STARTUP_COLUMNS = (
+    R.Column("host", fmt=R.TEXT, css="host"),
+    R.Column("server", "server", R.TEXT),
+    R.Column("image", "image", R.TEXT),
+    R.Column("image_ready", "image ready s", numeric=True),
+    R.Column("weights_ready", "weights ready s", numeric=True),
+    R.Column("process_started", "process started s", numeric=True),
+    R.Column("port_open", "port open s", numeric=True),
+    R.Column("ready", "ready s", numeric=True),
+    R.Column("launched_at", "launched at (UTC)", R.TEXT, css="mono"),
+)
+STARTUP_NOTE = ("Image ready and weights ready are how long the container and model stages took "
+                "to have the image and the weights on the host; process started, port open and "
+                "ready count from the server's launch. A host whose server was already running "
+                "with the same spec is \"unchanged\" and has no startup time; \"-\" is not measured.")
+
+
+def startup_rows(report):
+    rows = []
+    for entry in report["hosts"]:
+        record = entry.get("startup")
+        if not record:
+            continue
+        row = {name: seconds_of(record, name) for name in PHASES}
+        row.update(host=entry["host"], server=record.get("server"), image=record.get("image"),
+                   launched_at=record.get("launched_at") or (
+                       "running since %s" % record["running_since"] if record.get("running_since") else None))
+        rows.append(row)
+    stats = (report.get("startup") or {}).get("fleet") or {}
+    if len(rows) > 1:
+        for label in ("median", "max"):
+            rows.append(dict({name: (stats.get(name) or {}).get(label) for name in PHASES},
+                             _label="fleet " + label))
+    return rows
+
+
 # One row per host and tier (one per host without tiers), every value as measured.
 CSV_METRICS = ("completed", "failed", "output_throughput", "median_tpot_ms", "mean_ttft_ms",
                "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms", "median_itl_ms",
@@ -611,17 +674,20 @@ CSV_COLUMNS = tuple(R.Column(key) for key in (
     "baseline_median_tpot_ms", "median_tpot_ms_delta_pct", "mean_ttft_ms", "median_ttft_ms",
     "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms", "median_itl_ms", "p99_itl_ms",
     "request_throughput", "total_throughput", "duration_s", "total_input_tokens",
-    "total_output_tokens", "baseline", "outlier", "error",
-))
+    "total_output_tokens", "baseline", "outlier", "error", "startup_server", "startup_image",
+) + tuple("startup_%s_s" % name for name in PHASES))
 
 
 def csv_rows(report):
     rows = []
     run_id = (report.get("run") or {}).get("run_id")
     for entry in report["hosts"]:
+        record = entry.get("startup") or {}
         base = {"run_id": run_id, "host": entry["host"], "host_status": entry["status"],
                 "image_digest": entry["image_digest"], "digest_mismatch": entry["digest_mismatch"],
-                "sglang_version": entry["sglang_version"]}
+                "sglang_version": entry["sglang_version"], "startup_server": record.get("server"),
+                "startup_image": record.get("image")}
+        base.update(("startup_%s_s" % name, seconds_of(record, name)) for name in PHASES)
         if not entry["tiers"]:
             rows.append(dict(base, status=entry["stage_status"] or entry["status"],
                              error=entry["error"]))
@@ -735,6 +801,10 @@ def document(report):
                    "Output throughput (tok/s), higher is better"),
             _chart(report, tier_name, "median_tpot_ms", "Median TPOT (ms), lower is better"),
             R.table(TIER_COLUMNS, tier_rows(report, tier_name))]))
+    startup = startup_rows(report)
+    if startup:
+        blocks.append(R.panel("Startup", [R.paragraph(STARTUP_NOTE, role="lead"),
+                                          R.table(STARTUP_COLUMNS, startup)]))
     blocks.append(R.panel("Hosts", [R.table(HOST_COLUMNS, host_rows(report))]))
     version = run.get("collection_version")
     base_text = ""

@@ -190,8 +190,9 @@ def next_batch(records):
     return max([r.get("batch") or 0 for r in records.values()] + [0]) + 1
 
 
-def after_change(container_result, server_result):
-    """The container and server after the change, as the record keeps them."""
+def after_change(container_result, server_result, startup=None):
+    """The container and server after the change, as the record keeps them, with the host's
+    startup phases (the server role's sglang_server_startup) when it recorded them."""
     container = (container_result or {}).get("container") or {}
     server = server_result or {}
     return {
@@ -201,6 +202,7 @@ def after_change(container_result, server_result):
         "server_action": server.get("action"),
         "server_pid": server.get("pid"),
         "spec_hash": server.get("spec_hash"),
+        "startup": startup if isinstance(startup, dict) and startup else None,
     }
 
 

@@ -14,7 +14,6 @@ timeout, headers, body)`` and the clocks.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import ipaddress
 import json
@@ -33,6 +32,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils._docker_cli impo
     agent_stdin,
 )
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._secrets import mask_text, scrub, secret_values
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._startup import iso_time, server_phases
 
 PROBES = ("health", "health_generate", "generate")
 PROBE_PROMPT = "The capital city of France is"
@@ -240,27 +240,26 @@ class Deadline:
         return min(float(seconds), self.remaining())
 
 
-def iso_time(epoch):
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(timespec="milliseconds")
-
-
 # --------------------------------------------------------------------------- probes
 
 
 class Verdict:
     """Result of one readiness probe. ``alive`` is True when the server answered at all
-    (so there is no need to ask the container whether it is still running)."""
+    (so there is no need to ask the container whether it is still running); ``connected`` when
+    its port accepted the connection (an answer, or a request sent and then no answer)."""
 
-    __slots__ = ("ready", "fatal", "alive", "detail")
+    __slots__ = ("ready", "fatal", "alive", "detail", "connected")
 
-    def __init__(self, ready=False, detail="", alive=False, fatal=False):
+    def __init__(self, ready=False, detail="", alive=False, fatal=False, connected=None):
         self.ready = ready
         self.fatal = fatal
         self.alive = alive
         self.detail = detail
+        self.connected = alive if connected is None else connected
 
     def __repr__(self):
-        return "Verdict(ready=%r, fatal=%r, alive=%r, detail=%r)" % (self.ready, self.fatal, self.alive, self.detail)
+        return "Verdict(ready=%r, fatal=%r, alive=%r, connected=%r, detail=%r)" % (
+            self.ready, self.fatal, self.alive, self.connected, self.detail)
 
 
 def probe_address(host):
@@ -272,7 +271,7 @@ def interpret(result, path):
     """Meaning of one HTTP answer while waiting: port closed and 503 mean "not yet"."""
     where = "%s" % path
     if result.status is None:
-        return Verdict(detail="%s: %s" % (where, result.error))
+        return Verdict(detail="%s: %s" % (where, result.error), connected=result.connected)
     if result.status == 200:
         return Verdict(ready=True, alive=True, detail="%s: HTTP 200" % where)
     if result.status == 503:
@@ -318,15 +317,18 @@ def check_gaps(first, cap):
 
 
 class WaitOutcome:
-    __slots__ = ("status", "attempts", "elapsed", "last_error", "death", "ready_at")
+    __slots__ = ("status", "attempts", "elapsed", "last_error", "death", "ready_at", "port_open_at", "phases")
 
-    def __init__(self, status, attempts, elapsed, last_error, death=None, ready_at=None):
+    def __init__(self, status, attempts, elapsed, last_error, death=None, ready_at=None, port_open_at=None):
         self.status = status  # ready | died | fatal | timeout
         self.attempts = attempts
         self.elapsed = elapsed
         self.last_error = last_error
         self.death = death
         self.ready_at = ready_at
+        # epoch when the first probe that found the port accepting began
+        self.port_open_at = port_open_at
+        self.phases = None
 
 
 def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall, check_every=None, check_cap=None):
@@ -336,23 +338,28 @@ def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall, check_ever
     knows about the death (it is asked only when the server did not answer, first at once, then
     ``check_every`` seconds later, the gap doubling up to ``check_cap``: it costs a docker exec,
     a probe only a local HTTP connect, so probes can be frequent). ``sleep`` and the deadline's
-    clock are injected, so tests need no real time.
+    clock are injected, so tests need no real time. The outcome keeps the epoch (``wall``) at
+    which the first probe that found the port accepting began: the port was open by then.
     """
     attempts = 0
     last_error = "no probe was made"
     last_check = None
+    port_open_at = None
     gaps = check_gaps(check_every, check_cap if check_cap is not None else check_every) if check_every else None
     gap = next(gaps) if gaps else None
     while True:
         if attempts and deadline.expired():
-            return WaitOutcome("timeout", attempts, deadline.elapsed(), last_error)
+            return WaitOutcome("timeout", attempts, deadline.elapsed(), last_error, port_open_at=port_open_at)
         attempts += 1
+        began = wall() if port_open_at is None else None
         verdict = probe(max(deadline.remaining(), 0.001))
+        if verdict.connected and port_open_at is None:
+            port_open_at = began
         if verdict.ready:
-            return WaitOutcome("ready", attempts, deadline.elapsed(), None, ready_at=wall())
+            return WaitOutcome("ready", attempts, deadline.elapsed(), None, ready_at=wall(), port_open_at=port_open_at)
         last_error = verdict.detail
         if verdict.fatal:
-            return WaitOutcome("fatal", attempts, deadline.elapsed(), last_error)
+            return WaitOutcome("fatal", attempts, deadline.elapsed(), last_error, port_open_at=port_open_at)
         if not verdict.alive and (last_check is None or gap is None
                                   or deadline.elapsed() - last_check >= gap - 1e-6):
             if last_check is not None and gaps:
@@ -360,9 +367,10 @@ def wait_until_ready(probe, is_dead, deadline, sleep, interval, wall, check_ever
             last_check = deadline.elapsed()
             death = is_dead()
             if death is not None:
-                return WaitOutcome("died", attempts, deadline.elapsed(), last_error, death=death)
+                return WaitOutcome("died", attempts, deadline.elapsed(), last_error, death=death,
+                                   port_open_at=port_open_at)
         if deadline.expired():
-            return WaitOutcome("timeout", attempts, deadline.elapsed(), last_error)
+            return WaitOutcome("timeout", attempts, deadline.elapsed(), last_error, port_open_at=port_open_at)
         sleep(deadline.clamp(interval))
 
 
@@ -614,7 +622,9 @@ class ServerManager:
             return "The log %s is empty so far." % self.p["log_path"]
         return "Last %d lines of %s:\n%s" % (len(tail), self.p["log_path"], "\n".join(tail))
 
-    def wait(self, pid):
+    def wait(self, pid, launch=None):
+        """Wait until the server is ready; ``launch`` is (epoch of the launch, epoch the process
+        started) when this run launched it, so the result (or the failure) carries its phases."""
         def is_dead():
             st = self.status(log_lines=self.p["log_lines"])
             if st.get("alive"):
@@ -626,6 +636,9 @@ class ServerManager:
                                    check_cap=DEATH_CHECK_MAX)
         base = {"elapsed": round(outcome.elapsed, 3), "attempts": outcome.attempts, "url": self.url,
                 "pid": pid, "log_path": self.p["log_path"], "last_error": outcome.last_error}
+        if launch is not None:
+            phases = server_phases(launch[0], launch[1], outcome.port_open_at, outcome.ready_at)
+            outcome.phases = base["phases"] = phases
         if outcome.status == "ready":
             return outcome
         if outcome.status == "died":
@@ -708,13 +721,15 @@ class ServerManager:
             if current.get("members"):
                 result["stopped"] = self.stop()
                 self.check_port()
+            began = self.wall()
             launched = self.launch(spec)
             result["pid"] = launched["pid"]
+            launch = (began, launched.get("launched_at"))
             if not self.p["wait"]:
-                result.update(elapsed=round(self.deadline.elapsed(), 3),
+                result.update(elapsed=round(self.deadline.elapsed(), 3), phases=server_phases(*launch),
                               msg="%s the server (not waiting): %s" % (action, reason))
                 return result
-            outcome = self.wait(launched["pid"])
+            outcome = self.wait(launched["pid"], launch)
         except ModuleFailure as exc:
             # Whatever happened after a stop or a launch, the host did change.
             if "stopped" in result or "pid" in result:
@@ -723,7 +738,7 @@ class ServerManager:
                         exc.result.setdefault(key, result[key])
             raise
         result.update(elapsed=round(outcome.elapsed, 3), attempts=outcome.attempts,
-                      ready_at=iso_time(outcome.ready_at), server_info=self.server_info(),
+                      ready_at=iso_time(outcome.ready_at), server_info=self.server_info(), phases=outcome.phases,
                       msg="%s the server (%s); ready after %.1fs" % (action, reason, outcome.elapsed))
         return result
 
@@ -739,8 +754,10 @@ class ServerManager:
                           msg="the server runs with the same spec; %s" % ("ready" if verdict.ready else "not ready yet"))
             return result
         outcome = self.wait(current.get("pid"))
+        # left running: no phase of this run, only when the running server was started
         result.update(elapsed=round(outcome.elapsed, 3), attempts=outcome.attempts,
                       ready_at=iso_time(outcome.ready_at), server_info=self.server_info(),
+                      phases=server_phases(None, running_since=current.get("launched_at")),
                       msg="the server already runs with the same spec and is ready")
         return result
 

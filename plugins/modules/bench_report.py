@@ -15,10 +15,10 @@ short_description: Aggregate sglang_bench results of a whole fleet, compare them
 version_added: 0.1.0
 description:
   - Takes the tier records that M(sglang_rocm.fleet.sglang_bench) returned on every host, the
-    hosts that failed an earlier stage and each host's image digest, and writes C(fleet_report.json), C(fleet_report.csv),
-    C(fleet_report.md) and a self-contained C(fleet_report.html) (inline SVG charts, no script,
-    opens from disk with no network) to O(output_dir), each replaced atomically (a reader never
-    sees half a file).
+    hosts that failed an earlier stage, each host's image digest and startup phases, and writes
+    C(fleet_report.json), C(fleet_report.csv), C(fleet_report.md) and a self-contained
+    C(fleet_report.html) (inline SVG charts, no script, opens from disk with no network) to
+    O(output_dir), each replaced atomically (a reader never sees half a file).
   - Every targeted host is listed, including hosts that failed an earlier stage (with that stage,
     its status and error) and hosts that returned no records.
   - Fleet median, minimum and maximum are computed per tier and metric.
@@ -76,6 +76,15 @@ options:
     default: {}
   image_digests:
     description: Host name to the image digest its container runs.
+    type: dict
+    default: {}
+  startup:
+    description:
+      - Host name to that host's startup record, the fact C(sglang_server_startup) the server role
+        sets (image ready, weights ready, process started, port open, ready; docs/startup.md).
+      - The reports show each host's phases and the fleet's median and maximum per phase
+        (C(startup) in the JSON, C(startup_*) columns at the end of the CSV, a Startup table in
+        Markdown and HTML). A phase that is not known stays empty, never 0.
     type: dict
     default: {}
   baseline:

@@ -28,6 +28,12 @@ description:
   - With O(state=present) it then creates the cache, results and secrets directories and writes
     the secret files (mode 0600, in a 0700 directory mounted read-only into the container).
     Secret values never reach the container's environment or a command line.
+  - With O(cache_mount) and the image on the host, it also creates the image's kernel (JIT) caches
+    C(<cache_dir>/jit/<image ID, 12 hex>/<gfx arch>/{triton,aiter-jit,aiter,inductor}) and mounts
+    each where C(TRITON_CACHE_DIR), C(AITER_JIT_DIR), C(AITER_ROOT_DIR) and
+    C(TORCHINDUCTOR_CACHE_DIR) point (C(/var/cache/sglang-jit/<name>)), so a recreated container
+    of the same image on the same GPUs compiles nothing again (docs/startup.md). Before a pull or a
+    load the image ID is not known yet; the role then runs the module again afterwards.
   - The logic lives in C(plugins/module_utils/_container.py).
 author:
   - sglang_rocm.fleet contributors (!UNKNOWN)
@@ -133,9 +139,25 @@ options:
     type: bool
     default: true
   cache_env:
-    description: Environment pointing the caches (Hugging Face, AITER JIT, Triton) into O(cache_dir).
+    description:
+      - Environment pointing caches (Hugging Face) into O(cache_dir).
+      - An entry for one of the JIT cache variables (C(TRITON_CACHE_DIR), C(AITER_JIT_DIR),
+        C(AITER_ROOT_DIR), C(TORCHINDUCTOR_CACHE_DIR)) wins over the per-image cache.
     type: dict
     default: {}
+  gpu_archs:
+    description:
+      - The host's GPU targets (for example V([gfx942]), from C(ansible_facts.rocm.gpus)), which
+        name the JIT cache directory with the image ID; empty gives V(unknown).
+    type: list
+    elements: str
+    default: []
+  image_requested_at:
+    description:
+      - Epoch seconds at which the image was asked for (RV(checked_at) of the run before the pull
+        or load). With it, the image facts record how long the image took to be on the host
+        (C(sglang_container_image_facts.obtained)).
+    type: float
   results_dir:
     description: Host results directory mounted at the same path; empty for none.
     type: str
@@ -273,9 +295,36 @@ paths:
   returned: always
   type: list
   elements: str
+checked_at:
+  description: Epoch seconds (host clock) at which the module began, for O(image_requested_at).
+  returned: always
+  type: float
+jit:
+  description:
+    - The image's kernel caches on this host, V(null) while the image is not on the host or
+      without O(cache_mount).
+    - C(dir) is C(<cache_dir>/jit/<image ID, 12 hex>/<gfx arch>), C(caches) each cache's host
+      directory by name, C(mounted_at) where the container sees it.
+  returned: when state is present
+  type: dict
+  sample: {"dir": "/var/cache/sglang/jit/5d1e5c3b0d4a/gfx942",
+           "caches": {"triton": "/var/cache/sglang/jit/5d1e5c3b0d4a/gfx942/triton"},
+           "mounted_at": {"triton": "/var/cache/sglang-jit/triton"}}
+ansible_facts:
+  description: Facts about the image when it is on the host.
+  returned: when the image is on the host
+  type: dict
+  contains:
+    sglang_container_image_facts:
+      description:
+        - C(reference), C(source), C(id), C(digest), C(repo_digests), and C(obtained), how long the
+          image took to be on the host (V({seconds, at}), from O(image_requested_at)) or V(null)
+          when this run did not pull or load it.
+      type: dict
 """
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -305,6 +354,8 @@ def main():
             cache_dir=dict(type="path", required=True),
             cache_mount=dict(type="bool", default=True),
             cache_env=dict(type="dict", default={}),
+            gpu_archs=dict(type="list", elements="str", default=[]),
+            image_requested_at=dict(type="float"),
             results_dir=dict(type="str", default=""),
             model_dir=dict(type="str", default=""),
             model_repo=dict(type="str", default=""),
@@ -321,7 +372,7 @@ def main():
     try:
         # masked by Ansible in the invocation and everywhere else in the result
         module.no_log_values.update(v for v in C.split_env(module.params["env"])[1].values() if v)
-        result, warnings = C.prepare(module)
+        result, warnings = C.prepare(module, now=time.time())
     except C.SpecError as exc:
         module.fail_json(msg="Host %s: %s" % (module.params["host"] or os.uname()[1], exc))
     for warning in warnings:

@@ -317,6 +317,42 @@ ready_at:
   returned: when the server is ready
   type: str
   sample: "2026-01-05T10:31:02.417+00:00"
+phases:
+  description:
+    - Startup phases of the server this run launched, each as C(seconds) from the launch (the
+      moment the module asked the container to start the server) and C(at), the UTC time
+      (ISO 8601), or V(null) when the phase was not reached or not observed.
+    - For a server left running (RV(action=none)) every phase is V(null) and RV(phases.running_since)
+      says when that server was started; no time of this run is reported as a startup time.
+    - The server role folds them, with the image and model stages' timings, into the host fact
+      C(sglang_server_startup) (see docs/startup.md).
+  returned: when a server was launched or left running, not in check mode; on failure after a launch
+  type: dict
+  contains:
+    launched_at:
+      description: UTC time of the launch, V(null) when the server was left running.
+      type: str
+    process_started:
+      description: The server process existed (the supervisor in the container started it).
+      type: dict
+      sample: {"seconds": 0.042, "at": "2026-01-05T10:29:40.031+00:00"}
+    port_open:
+      description:
+        - The server's port accepted a connection (SGLang binds it after loading the weights and
+          before its warm-up; V(/health) still answers 503 then).
+        - Seen at the start of the first probe that connected, so at most O(sleep) late.
+      type: dict
+    ready:
+      description: The readiness probe (O(ready_probe)) passed.
+      type: dict
+    running_since:
+      description: For a server left running, the UTC time it was started; V(null) after a launch.
+      type: str
+  sample: {"launched_at": "2026-01-05T10:29:39.989+00:00",
+           "process_started": {"seconds": 0.042, "at": "2026-01-05T10:29:40.031+00:00"},
+           "port_open": {"seconds": 71.205, "at": "2026-01-05T10:30:51.194+00:00"},
+           "ready": {"seconds": 82.428, "at": "2026-01-05T10:31:02.417+00:00"},
+           "running_since": null}
 ready:
   description: In check mode, whether the running server answered its readiness probe.
   returned: in check mode when a server with the same spec runs

@@ -59,6 +59,19 @@ def is_host(host, *names):
     return host.backend.get_hostname() in names
 
 
+JIT_CACHES = {"triton": "TRITON_CACHE_DIR", "aiter-jit": "AITER_JIT_DIR", "aiter": "AITER_ROOT_DIR",
+              "inductor": "TORCHINDUCTOR_CACHE_DIR"}
+
+
+def jit_root(config, hostvars):
+    """The image's kernel caches on the host: no preflight facts in this scenario, so 'unknown'."""
+    return "%s/jit/%s/unknown" % (hostvars["sglang_cache_dir"], config["Image"].split(":", 1)[1][:12])
+
+
+def jit_binds(config, hostvars):
+    return ["%s/%s:/var/cache/sglang-jit/%s:rw" % (jit_root(config, hostvars), name, name) for name in JIT_CACHES]
+
+
 def test_running_labelled_and_kept_alive(config):
     assert config["State"]["Running"]
     labels = config["Config"]["Labels"]
@@ -97,7 +110,7 @@ def test_hardened_flags(host, config, hostvars):
     cache, results = hostvars["sglang_cache_dir"], hostvars["sglang_container_results_dir"]
     secrets = hostvars["sglang_container_secrets_dir"]
     assert sorted(hc["Binds"]) == sorted(["%s:%s:rw" % (cache, cache), "%s:%s:rw" % (results, results),
-                                          "%s:/run/sglang-secrets:ro" % secrets])
+                                          "%s:/run/sglang-secrets:ro" % secrets] + jit_binds(config, hostvars))
     assert hc["ShmSize"] == 16 * 1024 ** 3
     assert {u["Name"] for u in hc["Ulimits"]} == {"memlock", "stack"}
 
@@ -106,7 +119,14 @@ def test_cache_is_mounted_and_used(config, hostvars):
     cache = hostvars["sglang_cache_dir"]
     assert "%s:%s:rw" % (cache, cache) in config["HostConfig"]["Binds"]
     assert env(config)["HF_HOME"] == cache + "/huggingface"
-    assert env(config)["AITER_JIT_DIR"] == cache + "/aiter-jit"
+
+
+def test_kernel_caches_are_per_image_directories_mounted_where_each_tool_looks(host, config, hostvars):
+    # the image's own directories, made before the container started (whatever its source)
+    for name, variable in JIT_CACHES.items():
+        assert host.file("%s/%s" % (jit_root(config, hostvars), name)).is_directory
+        assert env(config)[variable] == "/var/cache/sglang-jit/" + name
+    assert set(jit_binds(config, hostvars)) <= set(config["HostConfig"]["Binds"])
 
 
 def test_image_source(host, config, hostvars):

@@ -58,6 +58,22 @@ def test_pass_writes_four_files(tmp_path, run_module):
     assert result["paths"]["html"] == str(tmp_path / "r1" / "fleet_report.html")
 
 
+def test_each_hosts_startup_record_reaches_the_reports(tmp_path, run_module):
+    record = {"server": "started", "launched_at": "2026-01-05T10:29:39.989+00:00", "running_since": None,
+              "image": "present",
+              "phases": {"image_ready": None, "weights_ready": None,
+                         "process_started": {"seconds": 0.05, "at": "2026-01-05T10:29:40.039+00:00"},
+                         "port_open": {"seconds": 2.1, "at": "2026-01-05T10:29:42.089+00:00"},
+                         "ready": {"seconds": 3.2, "at": "2026-01-05T10:29:43.189+00:00"}}}
+    # hosts whose server role did not run have no record (the role's default is {})
+    result = run_module(base_args(tmp_path, startup={"gpu-01": record, "gpu-02": {}}))
+    assert result["_rc"] == 0
+    data = json.loads((tmp_path / "r1" / "fleet_report.json").read_text())
+    assert [h["startup"] for h in data["hosts"]] == [record, None, None]
+    assert data["startup"]["fleet"]["ready"] == {"median": 3.2, "max": 3.2, "n": 1}
+    assert "| gpu-01 | started | present | - | - | 0.05 | 2.10 | 3.20 |" in (tmp_path / "r1" / "fleet_report.md").read_text()
+
+
 def test_fail_on_regression_lists_every_violation(tmp_path, run_module):
     recs = {h: records() for h in HOSTS}
     recs["gpu-02"] = records(tpot_factor=2.0)

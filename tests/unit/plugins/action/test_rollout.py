@@ -83,6 +83,18 @@ def test_a_rollout_end_to_end_through_the_steps(tmp_path):
     assert out["failures"] == {"gpu01": "gpu01: rolled_back (died while starting). Summary: %s" % path}
 
 
+def test_the_record_keeps_the_hosts_startup_phases():
+    startup = {"server": "restarted", "phases": {"ready": {"seconds": 9.5, "at": "2026-01-05T10:31:02.417+00:00"}}}
+    mine = {"sglang_upgrade_host": {"status": "in_progress", "batch": 1, "before": {"exists": True}},
+            "sglang_server_startup": startup}
+    out = run_action({"step": "record", "outcome": "done", "container": {"changed": True},
+                      "server": {"changed": True, "action": "restarted"}}, mine)
+    assert out["ansible_facts"]["sglang_upgrade_host"]["after"]["startup"] == startup
+    del mine["sglang_server_startup"]
+    out = run_action({"step": "record", "outcome": "done", "container": {}, "server": {}}, mine)
+    assert out["ansible_facts"]["sglang_upgrade_host"]["after"]["startup"] is None
+
+
 def test_check_mode_records_would_upgrade():
     mine = {"sglang_upgrade_host": {"status": "in_progress", "batch": 1, "before": {"exists": True}}}
     out = run_action({"step": "record", "outcome": "done", "container": {"changed": True}, "server": {}}, mine,

@@ -5,6 +5,8 @@ These tests start real processes (each one lasts well under a second of real tim
 they start is stopped by the agent itself or, on failure, by the fixture's cleanup.
 """
 
+import functools
+import importlib.machinery
 import json
 import os
 import shutil
@@ -296,3 +298,65 @@ def test_a_launch_records_the_generation_it_ran_in(tmp_path):
     assert _agent_server.stale_reason(dict(RECORD, generation={"boot_id": "b-9", "pid_ns": "pid:[42]",
                                                                "init_start": 77}), proc) is None
     assert "boot_id changed" in _agent_server.stale_reason(dict(RECORD, generation={"boot_id": "b-1"}), proc)
+
+
+def fake_aiter(root, modules):
+    """An installed aiter package whose jit/ holds the modules the image prebuilt."""
+    jit = root / "aiter" / "jit"
+    jit.mkdir(parents=True)
+    (root / "aiter" / "__init__.py").write_text("raise ImportError('never imported')\n")
+    (jit / "core.py").write_text("")
+    for name in modules:
+        (jit / name).write_text("prebuilt " + name)
+    return jit, lambda name: importlib.machinery.PathFinder.find_spec(name, [str(root)])
+
+
+def test_the_images_prebuilt_aiter_modules_are_linked_into_the_jit_cache(tmp_path):
+    jit, find = fake_aiter(tmp_path / "site", ["module_rmsnorm.so", "module_aiter_enum.so"])
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "module_moe.so").write_text("built here before")  # a module compiled at run time
+    (cache / "module_aiter_enum.so").write_text("rebuilt here")  # AITER rebuilt it: keep
+    env = {"AITER_JIT_DIR": str(cache)}
+    assert _agent_server.link_prebuilt_aiter(env, find) == ["module_rmsnorm.so"]
+    assert os.readlink(cache / "module_rmsnorm.so") == str(jit / "module_rmsnorm.so")
+    assert (cache / "module_aiter_enum.so").read_text() == "rebuilt here"
+    assert not (cache / "core.py").exists()
+    assert _agent_server.link_prebuilt_aiter(env, find) == []  # once
+
+
+@pytest.mark.parametrize("case", ["no variable", "no directory", "no aiter", "the package's own dir"])
+def test_nothing_is_linked_without_a_separate_jit_cache_or_aiter(tmp_path, case):
+    jit, find = fake_aiter(tmp_path / "site", ["module_rmsnorm.so"])
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    env = {"AITER_JIT_DIR": str(cache)}
+    if case == "no variable":
+        env = {}
+    elif case == "no directory":
+        env = {"AITER_JIT_DIR": str(tmp_path / "missing")}
+    elif case == "no aiter":
+        find = {}.get  # no package of that name
+    else:
+        env = {"AITER_JIT_DIR": str(jit)}
+    assert _agent_server.link_prebuilt_aiter(env, find) == []
+    assert os.listdir(cache) == []
+
+
+def test_a_launch_says_in_the_log_which_modules_it_linked(tmp_path, monkeypatch):
+    jit, find = fake_aiter(tmp_path / "site", ["module_rmsnorm.so"])
+    monkeypatch.setattr(_agent_server, "link_prebuilt_aiter",
+                        functools.partial(_agent_server.link_prebuilt_aiter, find_spec=find))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    log = tmp_path / "log" / "server.log"
+    payload = {"state_dir": str(tmp_path / "state"), "log_path": str(log), "argv": [sys.executable, "-c", "pass"],
+               "env": {"AITER_JIT_DIR": str(cache)}, "spec": {}}
+    result = _agent_server.launch(payload)
+    assert "pid" in result, result
+    deadline = time.monotonic() + 10
+    while _agent_server.read_json(os.path.join(payload["state_dir"], "rc.json")) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.read_text().splitlines()[0] == (
+        "sglang_server: the image's prebuilt AITER modules linked into AITER_JIT_DIR: module_rmsnorm.so")
+    assert os.path.islink(cache / "module_rmsnorm.so")

@@ -261,7 +261,7 @@ def test_find_image_by_tag_or_digest_and_facts():
     assert C.find_image(images, C.resolve_image("lmsysorg/sglang:v2")) is None
     facts = C.image_facts(images[1], by_tag, "registry")
     assert facts == {"reference": by_tag["reference"], "source": "registry", "id": "sha256:2",
-                     "digest": digest, "repo_digests": images[1]["RepoDigests"]}
+                     "digest": digest, "repo_digests": images[1]["RepoDigests"], "obtained": None}
     assert C.image_facts(images[0], C.resolve_image("other:1"), "archive")["digest"] is None
 
 
@@ -306,6 +306,41 @@ def test_the_staged_model_is_mounted_read_only_under_models():
         C.model_mount("/c/models", "../etc")
     with pytest.raises(C.SpecError, match="sglang_model_dir"):
         C.model_mount("models", "org/name")
+
+
+def test_jit_caches_are_named_by_image_and_arch_and_mounted_where_each_variable_points():
+    jit = C.jit_dirs("/c", "sha256:" + "ab" * 32, ["gfx942", "gfx942"])
+    assert jit == {name: "/c/jit/abababababab/gfx942/" + name for name in ("triton", "aiter-jit", "aiter", "inductor")}
+    volumes, env = C.collection_mounts("/c", True, {"HF_HOME": "/c/hf", "TRITON_CACHE_DIR": "/mine"}, jit=jit)
+    assert volumes == ["/c:/c:rw"] + ["/c/jit/abababababab/gfx942/%s:/var/cache/sglang-jit/%s:rw" % (n, n)
+                                      for n in ("triton", "aiter-jit", "aiter", "inductor")]
+    # the user's cache_env wins over the per-image cache
+    assert env == {"TRITON_CACHE_DIR": "/mine", "AITER_JIT_DIR": "/var/cache/sglang-jit/aiter-jit",
+                   "AITER_ROOT_DIR": "/var/cache/sglang-jit/aiter",
+                   "TORCHINDUCTOR_CACHE_DIR": "/var/cache/sglang-jit/inductor", "HF_HOME": "/c/hf"}
+    assert C.collection_mounts("/c", False, {}, jit=jit) == ([], {})
+
+
+@pytest.mark.parametrize("archs, key", [
+    ([], ("0123456789ab", "unknown")),
+    (None, ("0123456789ab", "unknown")),
+    (["gfx942", None, ""], ("0123456789ab", "gfx942")),
+    (["gfx950", "gfx942"], ("0123456789ab", "gfx942+gfx950")),
+    (["gfx90a"], ("0123456789ab", "gfx90a")),
+])
+def test_jit_key(archs, key):
+    assert C.jit_key("sha256:0123456789abcdef", archs) == key
+
+
+@pytest.mark.parametrize("image_id, archs, message", [
+    ("sha256:abc", [], "image ID 'sha256:abc' is not a sha256 digest"),
+    (None, [], "image ID None is not"),
+    ("sha256:" + "a" * 64, ["../x"], r"gpu_archs \['../x'\] are not LLVM GPU targets"),
+    ("sha256:" + "a" * 64, ["GFX942"], "are not LLVM GPU targets"),
+])
+def test_jit_key_refuses_what_cannot_name_a_directory(image_id, archs, message):
+    with pytest.raises(C.SpecError, match=message):
+        C.jit_key(image_id, archs)
 
 
 def test_env_precedence_and_types():

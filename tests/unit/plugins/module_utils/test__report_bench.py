@@ -401,3 +401,90 @@ def test_footer_names_the_gates_that_were_applied():
     for text in (texts["markdown"], texts["html"]):
         assert "Gated: output_throughput (10%), total_throughput (20%); P99 figures" in text
         assert "median TPOT are gated" not in text
+
+
+# ---------------------------------------------------------------------------- startup phases
+
+def startup_record(server="started", image_ready=231.5, weights_ready=40.25, process=0.042, port=71.2,
+                   ready=82.4):
+    def at(seconds):
+        return None if seconds is None else {"seconds": seconds, "at": "2026-01-05T10:31:02.417+00:00"}
+    return {"server": server, "launched_at": "2026-01-05T10:29:39.989+00:00" if server != "unchanged" else None,
+            "running_since": "2026-01-05T09:00:00.000+00:00" if server == "unchanged" else None,
+            "image": "pulled" if image_ready is not None else "present",
+            "phases": {"image_ready": at(image_ready), "weights_ready": at(weights_ready),
+                       "process_started": at(process), "port_open": at(port), "ready": at(ready)}}
+
+
+def startup_report():
+    hosts = fleet()
+    startup = {"gpu-01": startup_record(),
+               "gpu-02": startup_record(image_ready=120.0, weights_ready=None, port=60.0, ready=90.5),
+               "gpu-03": startup_record("unchanged", None, None, None, None, None),
+               "gpu-09": "not a record"}
+    return _report.build_report(list(hosts) + ["gpu-09"], hosts, startup=startup)
+
+
+def test_each_host_keeps_its_startup_record_and_the_fleet_gets_median_and_max_per_phase():
+    report = startup_report()
+    by_host = {e["host"]: e["startup"] for e in report["hosts"]}
+    assert by_host["gpu-01"]["phases"]["ready"]["seconds"] == 82.4
+    assert by_host["gpu-03"]["server"] == "unchanged" and by_host["gpu-09"] is None
+    assert report["startup"] == {
+        "phases": ["image_ready", "weights_ready", "process_started", "port_open", "ready"],
+        "hosts": 3,
+        "fleet": {"image_ready": {"median": 175.75, "max": 231.5, "n": 2},
+                  "weights_ready": {"median": 40.25, "max": 40.25, "n": 1},
+                  "process_started": {"median": 0.042, "max": 0.042, "n": 2},
+                  "port_open": {"median": 65.6, "max": 71.2, "n": 2},
+                  "ready": {"median": 86.45, "max": 90.5, "n": 2}}}
+    # additive: the same schema version, and nothing else changes with the records
+    without = _report.build_report(list(fleet()) + ["gpu-09"], fleet())
+    assert report["schema_version"] == 1 and report["verdict"] == without["verdict"]
+    assert {k: v for k, v in report.items() if k not in ("startup", "hosts")} == \
+        {k: v for k, v in without.items() if k not in ("startup", "hosts")}
+    assert _report.build_report(["h"], {})["startup"]["fleet"]["ready"] is None
+
+
+def test_startup_in_the_json_file(tmp_path):
+    _report.write_report(startup_report(), str(tmp_path))
+    data = json.loads((tmp_path / "fleet_report.json").read_text())
+    assert data["hosts"][1]["startup"]["phases"]["weights_ready"] is None  # unknown, never 0
+    assert data["startup"]["fleet"]["port_open"]["max"] == 71.2
+
+
+def test_startup_columns_end_every_csv_row():
+    text = _report.render(startup_report())["csv"]
+    header = next(csv.reader(io.StringIO(text)))
+    assert header[-7:] == ["startup_server", "startup_image", "startup_image_ready_s", "startup_weights_ready_s",
+                           "startup_process_started_s", "startup_port_open_s", "startup_ready_s"]
+    assert header.index("error") < header.index("startup_server")  # the earlier columns did not move
+    rows = list(csv.DictReader(io.StringIO(text)))
+    gpu2 = [r for r in rows if r["host"] == "gpu-02"]
+    assert len(gpu2) == 3 and {r["startup_ready_s"] for r in gpu2} == {"90.5"}
+    assert gpu2[0]["startup_weights_ready_s"] == "" and gpu2[0]["startup_image"] == "pulled"
+    gpu3 = [r for r in rows if r["host"] == "gpu-03"][0]
+    assert (gpu3["startup_server"], gpu3["startup_ready_s"]) == ("unchanged", "")
+
+
+def test_startup_table_in_markdown_and_html():
+    texts = _report.render(startup_report())
+    md = texts["markdown"]
+    assert "## Startup" in md
+    assert "| host | server | image | image ready s | weights ready s | process started s | port open s | " \
+           "ready s | launched at (UTC) |" in md
+    assert "| gpu-01 | started | pulled | 231.50 | 40.25 | 0.04 | 71.20 | 82.40 | 2026-01-05T10:29:39.989+00:00 |" in md
+    assert "| gpu-02 | started | pulled | 120.00 | - | 0.04 | 60.00 | 90.50 |" in md
+    assert "| gpu-03 | unchanged | present | - | - | - | - | - | running since 2026-01-05T09:00:00.000+00:00 |" in md
+    assert "| _fleet median_ |  |  | 175.75 | 40.25 | 0.04 | 65.60 | 86.45 |" in md
+    assert "| _fleet max_ |  |  | 231.50 | 40.25 | 0.04 | 71.20 | 90.50 |" in md
+    assert "gpu-09 |" not in md.split("## Startup")[1].split("## Hosts")[0]
+    html = texts["html"]
+    assert "Startup" in html and "port open s" in html and "running since 2026-01-05T09:00:00.000+00:00" in html
+    for fragment in ("231.50", "86.45", "90.50"):
+        assert fragment in html
+
+
+def test_no_startup_records_no_startup_table():
+    texts = _report.render(slow_fleet_report())
+    assert "Startup" not in texts["markdown"] and "Startup" not in texts["html"]

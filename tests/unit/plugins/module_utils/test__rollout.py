@@ -109,7 +109,9 @@ def test_records_after_each_outcome():
     server = {"changed": True, "action": "started", "pid": 7, "spec_hash": "s"}
     after = _rollout.after_change(container, server)
     assert after == {"image": "new", "id": "c2", "started_at": "t1", "server_action": "started", "server_pid": 7,
-                     "spec_hash": "s"}
+                     "spec_hash": "s", "startup": None}
+    startup = {"server": "started", "phases": {"ready": {"seconds": 9.5, "at": "2026-01-05T10:31:02.417+00:00"}}}
+    assert _rollout.after_change(container, server, startup)["startup"] == startup
     assert _rollout.host_changed(container, {}) and _rollout.host_changed({}, server)
     assert not _rollout.host_changed({"changed": False}, {"changed": False})
     done = _rollout.finished(started, "done", "t2", changed=True, after=after)

@@ -236,6 +236,28 @@ def test_wait_returns_when_ready_and_asks_the_container_only_when_the_port_is_cl
     assert clock.sleeps == [1.0, 1.0, 1.0, 1.0]
 
 
+def test_wait_keeps_when_the_first_probe_that_connected_began():
+    outcome, clock, probes, checks = run_wait([REFUSED, REFUSED, STARTING, STARTING, READY], probe_cost=0.25)
+    # probes begin at 0, 1.25, 2.5 (the first 503), 3.75, 5.0 and the last returns at 5.25
+    assert outcome.port_open_at == 1.7e9 + 102.5
+    assert outcome.ready_at == 1.7e9 + 105.25
+
+
+def test_wait_counts_a_connection_without_an_answer_as_an_open_port():
+    silent = _server.Verdict(detail="/health: no answer within 30s", connected=True)
+    outcome, clock, probes, checks = run_wait([REFUSED, silent, READY])
+    assert outcome.port_open_at == 1.7e9 + 101.0
+    # no HTTP answer: whether the server still runs is asked of the container all the same
+    assert len(checks) == 2
+
+
+def test_wait_that_times_out_keeps_the_open_port():
+    outcome, clock, probes, checks = run_wait([REFUSED, STARTING], timeout=3.0)
+    assert outcome.status == "timeout" and outcome.port_open_at == 1.7e9 + 101.0
+    outcome, clock, probes, checks = run_wait([REFUSED], timeout=3.0)
+    assert outcome.status == "timeout" and outcome.port_open_at is None
+
+
 def test_wait_probes_often_but_asks_the_container_at_most_once_per_check_every():
     outcome, clock, probes, checks = run_wait([REFUSED] * 21 + [READY], interval=0.1, check_every=0.5)
     assert outcome.status == "ready" and outcome.attempts == 22
@@ -306,6 +328,13 @@ def test_wait_stops_on_a_fatal_answer():
 def test_probe_interpretation(result, ready, alive, fatal, detail):
     verdict = _server.interpret(result, "/health")
     assert (verdict.ready, verdict.alive, verdict.fatal, verdict.detail) == (ready, alive, fatal, detail)
+    # an HTTP answer means the port accepted; these transport errors came before any was sent
+    assert verdict.connected is (result.status is not None)
+
+
+def test_a_reply_that_failed_after_the_request_was_sent_means_the_port_accepted():
+    verdict = _server.interpret(HttpResult("u", error="no answer within 30s", sent=True), "/health")
+    assert (verdict.ready, verdict.alive, verdict.connected) == (False, False, True)
 
 
 def test_generate_needs_generated_text():

@@ -45,11 +45,13 @@ def test_statuses_and_bodies_never_raise(server, monkeypatch):
     assert (ok.status, ok.body, ok.error, ok.ok) == (200, b'{"auth": "Bearer k"}', None, True)
     starting = _http.request(server + "/health", timeout=5)
     assert (starting.status, starting.error, starting.ok) == (503, None, False)
+    assert ok.connected and starting.connected
 
 
 def test_closed_port_is_connection_refused():
     result = _http.request("http://127.0.0.1:%d/health" % free_port(), timeout=5)
     assert (result.status, result.error) == (None, "connection refused (port closed)")
+    assert result.connected is False
 
 
 def test_a_silent_server_times_out_within_the_given_time():
@@ -58,3 +60,5 @@ def test_a_silent_server_times_out_within_the_given_time():
         listener.listen(1)
         result = _http.request("http://127.0.0.1:%d/health" % listener.getsockname()[1], timeout=0.2)
     assert (result.status, result.error) == (None, "no answer within 0.2s")
+    # the port accepted the connection: only the answer is missing
+    assert result.connected is True

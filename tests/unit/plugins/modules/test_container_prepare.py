@@ -14,6 +14,7 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _containe
 from ansible_collections.sglang_rocm.fleet.plugins.modules import container_prepare
 
 IMAGE = "lmsysorg/sglang:v0.5.7-rocm700-mi30x"
+IMAGE_ID = "sha256:5d1e5c3b0d4a" + "0" * 52
 
 
 def char_node(path):
@@ -119,12 +120,56 @@ def test_unlabelled_container_is_refused_unless_adopted(host):
 
 
 def test_present_image_is_not_pulled_unless_always_and_facts_are_recorded(host):
-    images = [{"Id": "sha256:abc", "RepoTags": [IMAGE], "RepoDigests": ["lmsysorg/sglang@sha256:" + "f" * 64]}]
+    images = [{"Id": IMAGE_ID, "RepoTags": [IMAGE], "RepoDigests": ["lmsysorg/sglang@sha256:" + "f" * 64]}]
     result = run(args(host, images=images))
     assert result["need_pull"] is False and result["image_present"] is True
     facts = result["ansible_facts"]["sglang_container_image_facts"]
-    assert facts["id"] == "sha256:abc" and facts["digest"] == "sha256:" + "f" * 64
+    assert facts["id"] == IMAGE_ID and facts["digest"] == "sha256:" + "f" * 64
+    assert facts["obtained"] is None  # on the host before this run
     assert run(args(host, images=images, pull="always"))["need_pull"] is True
+
+
+def test_jit_caches_per_image_and_arch_are_created_and_mounted_where_the_tools_look(host):
+    images = [{"Id": IMAGE_ID, "RepoTags": [IMAGE], "RepoDigests": []}]
+    result = run(args(host, images=images, gpu_archs=["gfx942"] * 8))
+    root = "%s/cache/jit/5d1e5c3b0d4a/gfx942" % host
+    assert result["jit"] == {
+        "dir": root,
+        "caches": {name: root + "/" + name for name in ("triton", "aiter-jit", "aiter", "inductor")},
+        "mounted_at": {name: "/var/cache/sglang-jit/" + name for name in ("triton", "aiter-jit", "aiter", "inductor")}}
+    spec = result["container"]
+    for name in ("triton", "aiter-jit", "aiter", "inductor"):
+        assert (host / "cache" / "jit" / "5d1e5c3b0d4a" / "gfx942" / name).is_dir()
+        assert "%s/%s:/var/cache/sglang-jit/%s:rw" % (root, name, name) in spec["volumes"]
+    assert {k: spec["env"][k] for k in ("TRITON_CACHE_DIR", "AITER_JIT_DIR", "AITER_ROOT_DIR",
+                                        "TORCHINDUCTOR_CACHE_DIR")} == {
+        "TRITON_CACHE_DIR": "/var/cache/sglang-jit/triton", "AITER_JIT_DIR": "/var/cache/sglang-jit/aiter-jit",
+        "AITER_ROOT_DIR": "/var/cache/sglang-jit/aiter", "TORCHINDUCTOR_CACHE_DIR": "/var/cache/sglang-jit/inductor"}
+    assert run(args(host, images=images, gpu_archs=["gfx942"]))["changed"] is False
+    # another image: its own caches; no facts: "unknown"
+    other = [{"Id": "sha256:" + "9" * 64, "RepoTags": [IMAGE], "RepoDigests": []}]
+    assert run(args(host, images=other))["jit"]["dir"] == "%s/cache/jit/999999999999/unknown" % host
+    # before the image is on the host its ID is not known: no JIT mount yet
+    absent = run(args(host, images=[]))
+    assert absent["jit"] is None and not any("sglang-jit" in v for v in absent["container"]["volumes"])
+    # no cache mount, no caches
+    assert run(args(host, images=images, cache_mount=False))["jit"] is None
+
+
+def test_a_rerun_after_the_pull_records_how_long_the_image_took(host):
+    images = [{"Id": IMAGE_ID, "RepoTags": [IMAGE], "RepoDigests": []}]
+    with mock.patch.object(container_prepare.time, "time", return_value=1767225660.0):
+        result = run(args(host, images=images, image_requested_at=1767225600.0))
+    assert result["checked_at"] == 1767225660.0
+    assert result["ansible_facts"]["sglang_container_image_facts"]["obtained"] == {
+        "seconds": 60.0, "at": "2026-01-01T00:01:00.000+00:00"}
+
+
+def test_a_gpu_arch_that_is_not_a_target_is_refused_before_anything_changes(host):
+    images = [{"Id": IMAGE_ID, "RepoTags": [IMAGE], "RepoDigests": []}]
+    result = run(args(host, images=images, gpu_archs=["gfx942/../.."]))
+    assert result["_rc"] == 1 and "gpu_archs ['gfx942/../..'] are not LLVM GPU targets" in result["msg"]
+    assert not (host / "cache").exists()
 
 
 def test_secrets_are_0600_files_in_a_0700_dir_and_never_returned(host):
@@ -213,7 +258,7 @@ def test_hardened_groups_use_host_gids(host):
 def test_omitted_docker_state_is_read_from_the_daemon_first(host, fake_engine):
     fake_engine.containers = [{"Names": ["/Kimi-linear"], "Labels": {C.MANAGED_LABEL: "true"},
                                "Image": IMAGE, "State": "running"}]
-    fake_engine.images = [{"Id": "sha256:abc", "RepoTags": [IMAGE], "RepoDigests": []}]
+    fake_engine.images = [{"Id": IMAGE_ID, "RepoTags": [IMAGE], "RepoDigests": []}]
     module_args = args(host, docker_host=fake_engine.url)
     del module_args["containers"], module_args["images"]
     checked = run(module_args, check_mode=True)
@@ -222,7 +267,7 @@ def test_omitted_docker_state_is_read_from_the_daemon_first(host, fake_engine):
     assert checked["existing"]["exists"] is True and checked["existing"]["managed"] is True
     result = run(module_args)
     assert result["_rc"] == 0 and result["existing"]["state"] == "running"
-    assert result["ansible_facts"]["sglang_container_image_facts"]["id"] == "sha256:abc"
+    assert result["ansible_facts"]["sglang_container_image_facts"]["id"] == IMAGE_ID
     # one version probe and the two lists per run
     assert [path for path, _q in fake_engine.requests].count("/v1.41/containers/json") == 2
 

@@ -43,7 +43,8 @@ def running(spec, pid=4242):
 
 
 ABSENT = {"present": False, "alive": False, "rc": None, "spec": None, "members": [], "log_tail": []}
-LAUNCHED = {"pid": 5151, "supervisor_pid": 5150, "pgid": 5150, "launched_at": 1.7e9}
+# the supervisor started the server 50 ms after the launch (FakeTime's epoch at 1000.0)
+LAUNCHED = {"pid": 5151, "supervisor_pid": 5150, "pgid": 5150, "launched_at": 1767225600.05}
 STOPPED = {"was_running": True, "signalled": [[4241, "python3"], [4242, "python3"], [4243, "python3"]],
            "killed": [], "remaining": [], "waited": 1.2, "rc": {"rc": -15}}
 
@@ -171,6 +172,56 @@ def test_fresh_start_launches_once_and_waits_for_health(run_module):
     assert result["url"] == "http://127.0.0.1:30000"
     assert KEY not in result["_raw"]
     assert all(KEY not in " ".join(call.argv) for call in boundary.exec_calls)
+
+
+def test_a_launch_reports_its_phases_in_order_from_the_launch(run_module):
+    boundary = Boundary(agent={"status": [ABSENT] + [running(None, 5151)] * 2, "launch": [LAUNCHED]},
+                        http=[REFUSED, REFUSED, H503, H503, H200, INFO], http_cost=0.1)
+    result = run_module(args(sleep=0.5), boundary)
+    # probes begin at 0, 0.6, 1.2 (the first 503: the port accepts), 1.8, 2.4; ready when the
+    # fifth one returns, 2.5 s after the launch
+    assert result["phases"] == {
+        "launched_at": "2026-01-01T00:00:00.000+00:00",
+        "process_started": {"seconds": 0.05, "at": "2026-01-01T00:00:00.050+00:00"},
+        "port_open": {"seconds": 1.2, "at": "2026-01-01T00:00:01.200+00:00"},
+        "ready": {"seconds": 2.5, "at": "2026-01-01T00:00:02.500+00:00"},
+        "running_since": None}
+    assert result["ready_at"] == result["phases"]["ready"]["at"]
+
+
+def test_a_port_that_accepts_but_does_not_answer_counts_as_open(run_module):
+    silent = TimeoutError("timed out")  # raised while reading the reply, so not a URLError
+    boundary = Boundary(agent={"status": [ABSENT] + [running(None, 5151)] * 2, "launch": [LAUNCHED]},
+                        http=[REFUSED, silent, H200, INFO])
+    result = run_module(args(sleep=0.5), boundary)
+    assert result["phases"]["port_open"]["seconds"] == 0.6
+    assert result["phases"]["ready"]["seconds"] == 1.3
+
+
+def test_a_timeout_after_a_launch_keeps_the_phases_it_saw(run_module):
+    boundary = Boundary(agent={"status": [ABSENT] + [running(None, 5151)] * 5, "launch": [LAUNCHED]},
+                        http=[REFUSED] * 10)
+    result = run_module(args(timeout=1, sleep=0.5), boundary)
+    assert result["failed"] is True
+    assert result["phases"]["process_started"]["seconds"] == 0.05
+    assert (result["phases"]["port_open"], result["phases"]["ready"]) == (None, None)
+
+
+def test_no_wait_reports_only_the_process_start(run_module):
+    boundary = Boundary(agent={"status": [ABSENT], "launch": [LAUNCHED]})
+    result = run_module(args(wait=False), boundary)
+    assert result["phases"]["process_started"] == {"seconds": 0.05, "at": "2026-01-01T00:00:00.050+00:00"}
+    assert (result["phases"]["port_open"], result["phases"]["ready"]) == (None, None)
+
+
+def test_a_server_left_running_reports_no_phase_only_since_when_it_runs(run_module):
+    module_args = args()
+    boundary = Boundary(agent={"status": [dict(running(wanted(module_args)), launched_at=1767225000.0)]},
+                        http=[H503, H200, INFO])
+    result = run_module(module_args, boundary)
+    assert result["action"] == "none" and result["changed"] is False
+    assert result["phases"] == {"launched_at": None, "process_started": None, "port_open": None, "ready": None,
+                                "running_since": "2025-12-31T23:50:00.000+00:00"}
 
 
 def test_same_spec_alive_and_healthy_is_left_alone(run_module):
