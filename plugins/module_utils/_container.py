@@ -406,7 +406,6 @@ def model_mount(model_dir, model_repo):
     return _model.layout(model_dir, model_repo)["final"], _model.served_path(model_repo)
 
 
-
 def jit_key(image_id, gpu_archs):
     """(image ID in 12 hex, GPU architecture) that name a host's JIT cache directory.
 
@@ -431,7 +430,6 @@ def jit_dirs(cache_dir, image_id, gpu_archs):
     image, arch = jit_key(image_id, gpu_archs)
     root = os.path.join(cache_dir, "jit", image, arch)
     return {name: os.path.join(root, name) for name, _env in JIT_CACHES}
-
 
 
 def collection_mounts(cache_dir, cache_mount=True, cache_env=None, results_dir="",
