@@ -351,23 +351,9 @@ def test_docker_info_answers_are_normalised():
     assert not garbage["reachable"] and "no server information" in garbage["error"]
 
 
-def test_probe_docker_asks_through_the_seam_and_reads_its_timeout():
-    class Cli:
-        def __init__(self, done):
-            self.done, self.calls = done, []
+class _RecordingCli:
+    """The docker CLI seam's command(), answering ``done`` and recording each call."""
 
-        def command(self, args, timeout=None):
-            self.calls.append((args, timeout))
-            return self.done
-    cli = Cli(_docker_cli.Completed(124, "", "", True, 10.0))
-    status = _preflight.probe_docker(cli, "unix:///d.sock", 10)
-    assert cli.calls == [(["info", "--format", "{{json .}}"], 10)]
-    assert status["error"] == "the daemon did not answer docker info within 10s" and not status["reachable"]
-    missing = _preflight.probe_docker(None, "unix:///d.sock", 10, missing="docker")
-    assert "docker CLI is not on the host's PATH" in missing["error"]
-
-
-class _ImageCli:
     def __init__(self, done):
         self.done, self.calls = done, []
 
@@ -376,20 +362,29 @@ class _ImageCli:
         return self.done
 
 
+def test_probe_docker_asks_through_the_seam_and_reads_its_timeout():
+    cli = _RecordingCli(_docker_cli.Completed(124, "", "", True, 10.0))
+    status = _preflight.probe_docker(cli, "unix:///d.sock", 10)
+    assert cli.calls == [(["info", "--format", "{{json .}}"], 10)]
+    assert status["error"] == "the daemon did not answer docker info within 10s" and not status["reachable"]
+    missing = _preflight.probe_docker(None, "unix:///d.sock", 10, missing="docker")
+    assert "docker CLI is not on the host's PATH" in missing["error"]
+
+
 def test_probe_image_reads_the_short_id_of_the_image_the_host_holds():
-    cli = _ImageCli(_docker_cli.Completed(0, "sha256:" + "6ef053024a65" + "0" * 52 + "\n", "", False, 0.1))
+    cli = _RecordingCli(_docker_cli.Completed(0, "sha256:" + "6ef053024a65" + "0" * 52 + "\n", "", False, 0.1))
     status = _preflight.probe_image(cli, "registry:5000/lmsysorg/sglang:v1", 10)
     assert cli.calls == [(["image", "inspect", "--format", "{{.Id}}", "--", "registry:5000/lmsysorg/sglang:v1"], 10)]
     assert status == {"ref": "registry:5000/lmsysorg/sglang:v1", "present": True, "id": "6ef053024a65", "error": None}
 
 
 def test_probe_image_an_image_not_yet_on_the_host_is_absent_not_an_error():
-    cli = _ImageCli(_docker_cli.Completed(1, "", "Error response from daemon: No such image: x:y\n", False, 0.1))
+    cli = _RecordingCli(_docker_cli.Completed(1, "", "Error response from daemon: No such image: x:y\n", False, 0.1))
     assert _preflight.probe_image(cli, "x:y", 10) == {"ref": "x:y", "present": False, "id": None, "error": None}
 
 
 def test_probe_image_a_daemon_that_does_not_answer_leaves_the_id_unknown():
-    status = _preflight.probe_image(_ImageCli(_docker_cli.Completed(124, "", "", True, 10.0)), "x:y", 10)
+    status = _preflight.probe_image(_RecordingCli(_docker_cli.Completed(124, "", "", True, 10.0)), "x:y", 10)
     assert status["present"] is None and status["id"] is None
     assert status["error"] == "docker image inspect did not answer within 10s"
     odd = _preflight.image_status_from_cli(0, "not an id", "", "x:y")
