@@ -6,7 +6,7 @@ The hub is a throwaway stdlib HTTP server in this file (the bed's own fake hub i
 ``GET /api/models/{repo}/revision/{rev}`` (with ``?blobs=true``: size, blobId, lfs.sha256),
 ``HEAD``/``GET /{repo}/resolve/{commit}/{file}`` with X-Repo-Commit, ETag and Content-Length,
 ``Range: bytes=N-`` answered with 206, X-Error-Code RevisionNotFound / RepoNotFound, a 401 for a
-refused token, a file served with other bytes than listed, and a rate limit per file.
+refused token, a file served with other bytes than listed, and a reply that stalls mid-file.
 
 Needs the bed's Docker engine ($DOCKER_HOST, else tests/scripts/engine.sh) and the stand-in image
 ($STANDIN_IMAGE, else what tests/standin/build.py prints); the transient container uses the
@@ -57,7 +57,7 @@ class Hub:
     def __init__(self):
         self.requests = []  # (method, path, Range header, Authorization header)
         self.corrupt = {}  # file -> bytes served in place of the listed ones
-        self.rate = {}  # file -> bytes per second
+        self.stall = {}  # file -> bytes sent at full speed before the reply stalls, connection open
         self.token = None  # when set, the only token accepted
 
 
@@ -131,13 +131,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        rate = hub.rate.get(name)
-        step = max(1, rate // 10) if rate else len(body) or 1
+        stall = hub.stall.get(name)
+        step = 1024 * 1024 if stall is not None else len(body) or 1
         try:
             for offset in range(0, len(body), step):
+                if stall is not None and offset >= stall:
+                    # send nothing more, keep the connection open: only the client's deadline
+                    # ends this transfer, however fast or slow the machine is
+                    for _ in range(900):
+                        if name not in hub.stall:
+                            break
+                        time.sleep(0.1)
+                    return
                 self.wfile.write(body[offset:offset + step])
-                if rate:
-                    time.sleep(0.1)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -274,19 +280,22 @@ def test_a_corrupted_shard_is_replaced_and_only_it_is_fetched(module, hub, model
 
 
 def test_an_interrupted_transfer_resumes_where_it_stopped(module, hub, model_dir):
-    # huggingface_hub writes 10 MB chunks: cut after the first one, well before the end
-    hub.rate[BIG] = 3_000_000
+    # huggingface_hub writes 10 MiB chunks: the reply stalls after 12 MiB, so one chunk is on disk
+    # and the deadline, not the machine's speed, ends the transfer
+    hub.stall[BIG] = 12 * 1024 * 1024
     result = module(timeout=26)
+    hub.stall.clear()
     assert result["_rc"] == 1 and result["kind"] == "deadline", result.get("msg")
     assert "sglang_model_timeout" in result["msg"] and "resumes" in result["msg"]
     assert not (model_dir / REPO / BIG).exists() and (model_dir / REPO / "config.json").exists()
-    hub.rate.clear()
     hub.requests.clear()
     result = module(revision=COMMIT)
     assert result["_rc"] == 0, result.get("msg")
     (_path, rng), = fetched(hub, BIG)
     assert rng and int(rng[len("bytes="):-1]) >= 10 * 1024 * 1024
-    assert result["bytes_downloaded"] <= len(FILES[BIG][0]) - 10 * 1024 * 1024
+    # the shard's missing part (plus any small file the first call had not placed yet), not all of it
+    small = sum(len(data) for name, (data, _lfs) in FILES.items() if name != BIG)
+    assert result["bytes_downloaded"] <= len(FILES[BIG][0]) - 10 * 1024 * 1024 + small
     assert (model_dir / REPO / BIG).read_bytes() == FILES[BIG][0]
 
 
