@@ -138,7 +138,7 @@ class Handler(BaseHTTPRequestHandler):
                 if stall is not None and offset >= stall:
                     # send nothing more, keep the connection open: only the client's deadline
                     # ends this transfer, however fast or slow the machine is
-                    for _ in range(900):
+                    for _tick in range(900):
                         if name not in hub.stall:
                             break
                         time.sleep(0.1)
