@@ -95,3 +95,15 @@ def test_full_rehashes_even_with_a_matching_stamp(tmp_path):
 
 def test_git_blob_sha1_matches_git():
     assert git_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def test_write_stamp_replaces_the_stamp_atomically_and_only_when_it_changes(tmp_path):
+    manifest = _manifest.from_hub_info(hub_info(FILES), "org/m")
+    for name, data, _lfs in FILES:
+        (tmp_path / name).write_bytes(data)
+    files = _manifest.check_tree(str(tmp_path), manifest)["stamp"]
+    assert files["config.json"] == _manifest.stamp_entry(str(tmp_path / "config.json"), manifest["files"][0])
+    assert _manifest.write_stamp(str(tmp_path), manifest, files) is True
+    assert _manifest.write_stamp(str(tmp_path), manifest, files) is False
+    assert sorted(os.listdir(tmp_path)) == sorted([_manifest.STAMP] + [name for name, _d, _l in FILES])
+    assert _manifest.read_stamp(str(tmp_path))["files"] == json.loads(json.dumps(files))
