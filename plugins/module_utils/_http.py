@@ -22,14 +22,15 @@ class HttpResult:
     whether the TCP connection was made (an answer came, or the request was sent and the reply
     failed), so "the port accepts" is known even when no answer came."""
 
-    __slots__ = ("url", "status", "body", "error", "sent")
+    __slots__ = ("url", "status", "body", "error", "sent", "headers")
 
-    def __init__(self, url, status=None, body=b"", error=None, sent=False):
+    def __init__(self, url, status=None, body=b"", error=None, sent=False, headers=None):
         self.url = url
         self.status = status
         self.body = body
         self.error = error
         self.sent = sent
+        self.headers = headers or {}
 
     @property
     def connected(self):
@@ -81,3 +82,43 @@ def request(url, method="GET", timeout=10.0, headers=None, data=None, opener=Non
     except (OSError, http.client.HTTPException) as exc:
         # ... and lets what fails while reading the reply through: the port did accept
         return HttpResult(url, error=describe_error(exc, timeout), sent=True)
+
+
+def stream(url, sink, timeout=10.0, headers=None, opener=None, chunk=1 << 20, start=None):
+    """GET ``url`` and hand its body to ``sink(bytes)`` block by block, never holding it whole.
+
+    Returns (HttpResult, bytes handed to sink). ``start(result)``, when given, sees the status
+    and headers first; the body is read only when it returns true. ``timeout`` bounds every wait
+    for the server (connecting, the headers, each block), so a source that stops sending ends the
+    call. A transfer cut short is an HttpResult with the status and an ``error``; what arrived
+    before was handed over. An error status hands nothing. The sink's own exceptions (a full
+    disk) are not transport errors: they propagate.
+    """
+    opener = opener or build_opener()
+    req = urllib.request.Request(url, method="GET", headers=dict(headers or {}))
+    try:
+        resp = opener.open(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        try:
+            body = exc.read(1 << 16)
+        except (OSError, http.client.HTTPException):
+            body = b""
+        return HttpResult(url, status=exc.code, body=body or b"", headers=dict(exc.headers or {})), 0
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        return HttpResult(url, error=describe_error(exc, timeout)), 0
+    received = 0
+    with resp:
+        result = HttpResult(url, status=resp.status, headers=dict(resp.headers.items()))
+        if start is not None and not start(result):
+            return result, 0
+        while True:
+            try:
+                block = resp.read(chunk)
+            except (OSError, http.client.HTTPException) as exc:
+                result.error = describe_error(exc, timeout)
+                break
+            if not block:
+                break
+            sink(block)
+            received += len(block)
+    return result, received
