@@ -692,6 +692,9 @@ def prepare(module, now=None):
         "image_present": image is not None,
         "need_pull": p["image_source"] == "registry" and (image is None or p["pull"] == "always"),
         "need_load": p["image_source"] == "archive" and image is None,
+        # docker save/load cannot carry a registry digest, so a digest-pinned image is pulled
+        "fanout": bool(p.get("fanout")) and p["state"] == "present" and p["image_source"] == "registry"
+        and not resolved["digest"],
         "existing": existing,
         "remove": False,
         "paths": [],
@@ -723,7 +726,7 @@ def prepare(module, now=None):
     paths = HostPaths(module)
 
     if p["state"] == "absent":
-        result["need_pull"] = result["need_load"] = False
+        result["need_pull"] = result["need_load"] = result["fanout"] = False
         result["remove"] = existing["exists"] and existing["managed"]
         if existing["exists"] and not existing["managed"]:
             warnings.append("container %r exists but carries no %s=true label, so it was not "

@@ -78,6 +78,13 @@ options:
     description: V(sha256:...) digest the image is pinned to; the tag is then not used.
     type: str
     default: ""
+  fanout:
+    description:
+      - The image may come from a peer instead of the registry (C(sglang_container_fanout)); the
+        plan's C(fanout) then says whether this host takes part. Never for an image pinned by
+        digest, which C(docker save) and C(docker load) cannot carry.
+    type: bool
+    default: false
   pull:
     description: V(missing) pulls only when the image is absent, V(always) on every run.
     type: str
@@ -270,6 +277,10 @@ need_load:
   description: Whether the role must load the archive (archive source, image absent).
   returned: always
   type: bool
+fanout:
+  description: Whether the host takes part in the image fan-out (O(fanout), registry source, state present, no digest pin).
+  returned: always
+  type: bool
 archive_path:
   description: Host path of the tarball to verify and load (archive source only).
   returned: always
@@ -341,6 +352,7 @@ def main():
             image_source=dict(type="str", default="registry", choices=["registry", "archive"]),
             registry_mirror=dict(type="str", default=""),
             image_digest=dict(type="str", default=""),
+            fanout=dict(type="bool", default=False),
             pull=dict(type="str", default="missing", choices=["missing", "always"]),
             profile=dict(type="str", default="cookbook"),
             overrides=dict(type="dict", default={}),

@@ -287,3 +287,12 @@ def test_unreachable_daemon_fails_before_anything_changes(host):
                                     "the Docker daemon at %s (sglang_docker_host): " % socket)
     assert "Error connecting" in result["msg"] and "systemctl start docker" in result["msg"]
     assert not (host / "cache").exists() and not (host / "secrets").exists()
+
+
+def test_the_plan_says_whether_the_host_takes_part_in_the_image_fanout(host):
+    assert run(args(host, fanout=True))["fanout"] is True
+    assert run(args(host))["fanout"] is False  # not asked for
+    digest = "sha256:" + "0" * 64
+    # docker save/load cannot carry a registry digest: a pinned image is pulled
+    assert run(args(host, fanout=True, image_digest=digest))["fanout"] is False
+    assert run(args(host, fanout=True, state="absent"))["fanout"] is False
