@@ -63,10 +63,10 @@ def parse_range(header, size):
     when it cannot be satisfied."""
     if not header:
         return None
-    unit, _, spec = header.partition("=")
+    unit, _sep, spec = header.partition("=")
     if unit.strip() != "bytes" or "," in spec:
         raise ValueError("only one byte range is served")
-    first, _, last = spec.strip().partition("-")
+    first, _dash, last = spec.strip().partition("-")
     if not first.isdigit() or (last and not last.isdigit()):
         raise ValueError("malformed range %r" % header)
     start = int(first)

@@ -38,7 +38,7 @@ def test_the_plan_roots_the_tree_at_the_holders_and_marks_its_result_no_log(run_
 def test_every_transfer_gets_a_fresh_token(run_plan):
     hv = hostvars(gpu01=check(holds=True), gpu02=check())
     tokens = {run_plan({"name": "model", "hosts": ["gpu01", "gpu02"], "sources": ["gpu01"]}, hv)["token"]
-              for _ in range(5)}
+              for _attempt in range(5)}
     assert len(tokens) == 5
 
 
