@@ -43,9 +43,15 @@ POSITIVE = (
     ("server", "sglang_server_stop_timeout", "seconds to wait for the server to stop"),
     ("benchmark", "sglang_benchmark_timeout", "seconds per benchmark tier"),
     ("benchmark", "sglang_benchmark_poll", "seconds between polls of the async benchmark task"),
+    ("container", "sglang_fanout_timeout", "seconds one host's fan-out fetch may take"),
 )
 NON_NEGATIVE_INT = (
     ("packages", "sglang_packages_retries", "pip's retries per request"),
+    ("container", "sglang_fanout_retries", "failures of one fan-out source before it is left"),
+)
+# at least 1: a fan-out where no source may feed any host receives nothing
+POSITIVE_INT = (
+    ("container", "sglang_fanout_degree", "hosts one fan-out source feeds at once"),
 )
 FRACTIONS = ("sglang_benchmark_token_tolerance", "sglang_benchmark_outlier_tolerance")
 # The model inputs, by the stages that read them: where the copy is and what it serves (container,
@@ -55,7 +61,7 @@ MODEL_STAGE = ("sglang_model_revision", "sglang_model_hub_endpoint", "sglang_mod
 # Every variable the checks read: the action resolves these (inventory value, else the role
 # default) and passes them in.
 VARIABLES = tuple(sorted(
-    {name for _stage, name, _what in POSITIVE + NON_NEGATIVE_INT} | set(FRACTIONS) | {
+    {name for _stage, name, _what in POSITIVE + NON_NEGATIVE_INT + POSITIVE_INT} | set(FRACTIONS) | {
         "sglang_server_host", "sglang_api_key", "sglang_server_allow_unauthenticated",
         "sglang_benchmark_tiers", "sglang_benchmark_tier_catalog", "sglang_benchmark_dataset_name",
         "sglang_benchmark_dataset_path", "sglang_benchmark_offline", "sglang_benchmark_tokenizer",
@@ -178,6 +184,12 @@ def check_waits(values, stages):
             if number is None or number < 0:
                 problems.append(Problem(name, repr(values[name]), "an integer >= 0 (%s)" % what,
                                         "set %s to 0 or more, or remove it to use the role default" % name))
+    for stage, name, what in POSITIVE_INT:
+        if stage in stages and name in values:
+            number = _number(values[name], integer=True)
+            if number is None or number < 1:
+                problems.append(Problem(name, repr(values[name]), "an integer >= 1 (%s)" % what,
+                                        "set %s to 1 or more, or remove it to use the role default" % name))
     return problems
 
 

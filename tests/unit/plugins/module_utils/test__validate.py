@@ -30,6 +30,7 @@ def good(**extra):
         "sglang_tokenizer_path": "moonshotai/Kimi-Linear-48B-A3B-Instruct", "sglang_model_dir": "/var/cache/sglang/models",
         "sglang_model_revision": "main", "sglang_model_hub_endpoint": "https://huggingface.co",
         "sglang_model_local_dir": "", "sglang_model_verify": "stat", "sglang_model_timeout": 14400, "sglang_model_poll": 3,
+        "sglang_fanout_timeout": 3600, "sglang_fanout_retries": 3, "sglang_fanout_degree": 2,
     }
     values.update(extra)
     return values
@@ -178,6 +179,16 @@ def test_positive_waits_pass_and_other_stages_are_not_read(name, stage):
 def test_pip_retries_may_be_zero_but_not_negative(value, ok):
     problems = _validate.check_inputs(good(sglang_packages_retries=value), ["packages"])
     assert variables(problems) == ([] if ok else ["sglang_packages_retries"])
+
+
+@pytest.mark.parametrize("retries, degree, bad", [
+    (0, 1, []), (3, 2, []), (-1, 2, ["sglang_fanout_retries"]), (3, 0, ["sglang_fanout_degree"]),
+    (3, 1.5, ["sglang_fanout_degree"]), ("x", True, ["sglang_fanout_degree", "sglang_fanout_retries"]),
+])
+def test_fanout_retries_may_be_zero_and_its_degree_is_at_least_one(retries, degree, bad):
+    problems = _validate.check_inputs(good(sglang_fanout_retries=retries, sglang_fanout_degree=degree), ["container"])
+    assert sorted(variables(problems)) == bad
+    assert not _validate.check_inputs(good(sglang_fanout_degree=0), ["packages"])
 
 
 # ---------------------------------------------------------------------------- benchmark
