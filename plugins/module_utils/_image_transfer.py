@@ -53,11 +53,6 @@ class ImageTransfer:
                       % (self.image, self.docker.docker_host, (done.stderr or done.stdout).strip()[-1000:]))
         return json.loads(done.stdout)
 
-    def facts(self, info):
-        return {"sglang_container_image_facts": {
-            "reference": self.image, "source": "fanout", "id": info.get("Id"), "digest": None,
-            "repo_digests": list(info.get("RepoDigests") or [])}}
-
     # ---- the seed
     def saved(self):
         info = self.inspect()
@@ -127,7 +122,7 @@ class ImageTransfer:
             if got != image_id:
                 self.fail("after docker load, %s is image %s but the seed's is %s; the archive is kept "
                           "at %s for inspection" % (self.image, got, image_id, path))
-            result.update(changed=True, loaded=True, image_id=got, ansible_facts=self.facts(info))
+            result.update(changed=True, loaded=True, image_id=got)
         if manifest and not keep_archive:
             result["removed"] = self.remove_archive(manifest)
             result["changed"] = result["changed"] or bool(result["removed"])

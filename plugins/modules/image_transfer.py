@@ -112,10 +112,6 @@ removed:
   returned: with state loaded
   type: list
   elements: str
-ansible_facts:
-  description: After a load, C(sglang_container_image_facts) (C(source) V(fanout)).
-  returned: when an image was loaded
-  type: dict
 """
 
 import os
