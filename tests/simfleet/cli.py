@@ -1,4 +1,4 @@
-"""Command line: up, down, status, inventory, upstream, tag, cut, restore, ssh, profiles."""
+"""Command line: up, down, status, inventory, upstream, tag, small-image, cut, restore, ssh, profiles."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from . import config, hosts, hub, profiles
+from . import config, hosts, hub, profiles, registry
 from .bed import Bed
 from .system import BedError
 
@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     ssh.add_argument("host")
     ssh.add_argument("remote", nargs=argparse.REMAINDER)
     sub.add_parser("profiles", help="list the host profiles")
+    small = sub.add_parser("small-image", help="publish a small image (bash, sleep; a few MB) unless the registry has it")
+    small.add_argument("--tag", default=registry.SMALL_TAG)
     return parser
 
 
@@ -144,6 +146,8 @@ def main(argv: list | None = None) -> int:
                 raise BedError(f"no host {args.host!r} in the bed")
             argv = hosts.ssh_command(bed.paths, config.host_address(index), *args.remote)
             os.execvp(argv[0], argv)
+        elif args.command == "small-image":
+            print(registry.publish_small(args.tag))
         elif args.command == "profiles":
             for profile in profiles.PROFILES.values():
                 print(f"{profile.name:18} {profile.summary}")

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import ssl
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import yaml
 from . import config
 from .system import BedError, run
 
+SMALL_REPOSITORY = "simfleet/small"  # a few MB: bash and sleep with their libraries, for fan-out tests
+SMALL_TAG = "v2"  # a new tag whenever its content changes: the registry's storage outlives the bed
 MANIFEST_TYPES = ", ".join((
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -219,3 +222,39 @@ def publish_variant(new_tag: str, env: list, source: str = config.IMAGE) -> str:
         engine("rm", "-f", container, check=False)
     out = engine("push", target).stdout
     return next((w for w in out.split() if w.startswith("sha256:")), "")
+
+
+def _small_rootfs_tar(directory: Path) -> Path:
+    """A tarball of /bin/bash and /bin/sleep with the shared libraries they load (about 4 MB), and
+    the passwd and group files a container of the collection's profiles needs."""
+    files = {"/bin/bash", "/bin/sleep"}
+    for binary in sorted(files):
+        for word in run(["ldd", binary]).stdout.split():
+            if word.startswith("/"):
+                files.add(word)
+    root = directory / "rootfs"
+    for name in sorted(files):
+        target = root / name.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.realpath(name), target)
+    # the cookbook profile adds the group `video` by name: the container resolves it from /etc/group
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc" / "group").write_text("root:x:0:\nvideo:x:44:\nrender:x:993:\n")
+    tar = directory / "small.tar"
+    run(["tar", "-C", str(root), "-cf", str(tar), "."])
+    return tar
+
+
+def publish_small(tag: str = SMALL_TAG) -> str:
+    """Publish a small image (bash, sleep) as REGISTRY/simfleet/small:TAG unless the registry has it;
+    returns its reference. Built with `docker import`, so no base image is pulled."""
+    target = f"{config.REGISTRY}/{SMALL_REPOSITORY}:{tag}"
+    if has_image(SMALL_REPOSITORY, tag):
+        return target
+    _require_engine()
+    with tempfile.TemporaryDirectory() as work:
+        tar = _small_rootfs_tar(Path(work))
+        engine("import", "--change", 'CMD ["/bin/bash"]', str(tar), target)
+    engine("push", target)
+    return target
