@@ -3,11 +3,15 @@
 gpu01: cookbook profile (privileged off in this sandbox), image through the registry mirror,
 HF token as a secret file. gpu02: hardened profile. gpu03: cookbook profile from a tarball.
 The side effect left per-host evidence of which containers a changed flag recreated.
+The image fan-out: a small image pulled once (gpu01) and spread to gpu02 and gpu03; the side
+effect filled gpu03's disk and freed it again.
 """
 import hashlib
 import json
 import os
 import pathlib
+import re
+import urllib.request
 
 import pytest
 import yaml
@@ -202,3 +206,80 @@ def test_changed_flag_recreated_only_the_touched_containers(host, evidence):
     else:
         assert evidence["before"] == evidence["after"]
     assert evidence["loaded_again"] is False and evidence["pulled_again"] is False
+
+
+# ---------------------------------------------------------------- the image fan-out (small image)
+
+def fanout_image(hostvars):
+    return VARS["molecule_fanout_image"].replace("{{ simfleet_registry }}", hostvars["simfleet_registry"])
+
+
+def state_json(host, hostvars, name):
+    return json.loads(host.file("%s/%s" % (hostvars["simfleet_state_dir"], name)).content_string)
+
+
+def registry_image_id(hostvars):
+    """The small image's ID as the registry has it: the digest of its config blob."""
+    repository, tag = fanout_image(hostvars).split("/", 1)[1].rsplit(":", 1)
+    req = urllib.request.Request("http://%s/v2/%s/manifests/%s" % (hostvars["simfleet_registry"], repository, tag),
+                                 headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                                                    "application/vnd.oci.image.manifest.v1+json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=10) as resp:
+        return json.load(resp)["config"]["digest"]
+
+
+def test_the_small_image_crossed_the_registry_link_once(host, hostvars):
+    """Counted by each host's daemon (docker events: pull) from the scenario's start: one pull on the
+    seed, none elsewhere, and none in the side effect's two runs (one of them with a failed host)."""
+    seed = is_host(host, "gpu01")
+    assert state_json(host, hostvars, "molecule-fanout-evidence.json")["pulls"] == (1 if seed else 0)
+    assert state_json(host, hostvars, "molecule-fanout-fault.json")["pulls"] == (1 if seed else 0)
+
+
+def test_every_host_runs_the_image_the_registry_has(host, hostvars):
+    wanted = registry_image_id(hostvars)
+    assert state_json(host, hostvars, "molecule-fanout-evidence.json")["id"] == wanted
+    info = json.loads(docker(host, hostvars, "image", "inspect", fanout_image(hostvars)))[0]
+    assert info["Id"] == wanted
+    # the seed pulled it (a registry digest); the others loaded it from a peer's archive (none)
+    assert bool(info["RepoDigests"]) == is_host(host, "gpu01")
+    container = json.loads(docker(host, hostvars, "inspect", VARS["molecule_fanout_container"]))[0]
+    assert container["Image"] == wanted and container["State"]["Running"]
+
+
+def test_receivers_got_the_image_from_a_peer_and_no_archive_is_left(host, hostvars):
+    transfer = state_json(host, hostvars, "molecule-fanout-transfer.json")
+    if is_host(host, "gpu01"):
+        assert transfer["status"] == "held" and transfer["sources"] == []
+    else:
+        assert transfer["status"] == "received" and transfer["error"] is None
+        assert transfer["sources"] == ["gpu01"] and transfer["bytes"] > 1024 * 1024
+    staging = hostvars["sglang_container_staging_dir"]
+    assert host.run("ls -A %s" % staging).stdout.split() == []
+
+
+def test_a_host_that_could_not_receive_was_named_and_the_others_went_on(host, hostvars):
+    fault = state_json(host, hostvars, "molecule-fanout-fault.json")
+    if is_host(host, "gpu03"):
+        assert fault["failure"].startswith("Host gpu03: the image %s did not reach this host: disk full: image "
+                                           "needs " % fanout_image(hostvars))
+        assert "only" in fault["failure"] and "KiB are free on the filesystem of %s" % (
+            hostvars["sglang_container_staging_dir"]) in fault["failure"]
+        assert fault["during_fault"]["status"] == "failed"
+        assert fault["after_recovery"]["status"] == "received" and fault["after_recovery"]["sources"]
+    else:
+        assert fault["failure"] is None
+        assert fault["during_fault"]["status"] == ("held" if is_host(host, "gpu01") else "received")
+
+
+def test_the_fanout_token_is_in_no_log_and_no_file(host, hostvars):
+    """The token is fresh per transfer: look for any unmasked value of a token option or the plan's
+    result in the -vvv log of every step, and for the Authorization header anywhere on the host."""
+    log = pathlib.Path(os.environ["ANSIBLE_LOG_PATH"]).read_text(errors="replace")
+    assert "Plan who fetches from whom, image" in log and "Fetch from the peers, image" in log
+    assert re.findall(r'"token": "(?!VALUE_SPECIFIED_IN_NO_LOG_PARAMETER)[^"]+"', log) == []
+    assert "Bearer " not in log
+    found = host.run("grep -rlF 'Bearer ' %s %s" % (hostvars["sglang_container_staging_dir"],
+                                                 hostvars.get("ansible_async_dir", "/nonexistent")))
+    assert found.stdout == ""
