@@ -283,6 +283,6 @@ def test_the_fanout_token_is_in_no_log_and_no_file(host, hostvars):
     assert "Plan who fetches from whom, image" in log and "Fetch from the peers, image" in log
     assert re.findall(r'"token": "(?!VALUE_SPECIFIED_IN_NO_LOG_PARAMETER)[^"]+"', log) == []
     assert "Bearer " not in log
-    found = host.run("grep -rlF 'Bearer ' %s %s" % (hostvars["sglang_container_staging_dir"],
-                                                 hostvars.get("ansible_async_dir", "/nonexistent")))
+    places = (hostvars["sglang_container_staging_dir"], hostvars.get("ansible_async_dir", "/nonexistent"))
+    found = host.run("grep -rlF 'Bearer ' %s %s" % places)
     assert found.stdout == ""
