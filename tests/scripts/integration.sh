@@ -60,9 +60,17 @@ for s in ${SGLANG_COMPAT_SCENARIOS-container}; do
   [[ " ${scenarios[*]} " == *" $s "* ]] || continue
   cd5=$(tests/scripts/community_docker5.sh)
   compat_path="${cd5%/ansible_collections/community/docker}:$ANSIBLE_COLLECTIONS_PATH"
-  # ansible-galaxy lists the paths in search order; the first holder of the name is what runs.
-  seen=$(ANSIBLE_COLLECTIONS_PATH=$compat_path ansible-galaxy collection list community.docker --format json 2>/dev/null \
-    | python -c 'import json, sys; print(next(iter(json.load(sys.stdin).values()))["community.docker"]["version"])')
+  # What the playbook will load: Ansible's own collection loader on that path (ansible-galaxy's
+  # listing is not in search order: it printed the venv's 4.x first from a worktree).
+  seen=$(ANSIBLE_COLLECTIONS_PATH=$compat_path python - <<'PY'
+import json, os
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader()
+import ansible_collections.community.docker as loaded
+with open(os.path.join(loaded.__path__[0], "MANIFEST.json")) as manifest:
+    print(json.load(manifest)["collection_info"]["version"])
+PY
+)
   echo "integration: molecule/$s again with community.docker $seen"
   case $seen in 5.*) ;; *) echo "integration: expected community.docker 5.x first on $compat_path, got $seen" >&2; failed+=("$s@community.docker-5"); continue ;; esac
   molecule reset -s "$s" >/dev/null 2>&1 || true
