@@ -42,8 +42,8 @@ def skipped_phases(skip):
 
 def split_image(image):
     """`registry:port/repo/name:tag` -> (registry, repository, tag)."""
-    registry, _, rest = image.partition("/")
-    repository, _, tag = rest.rpartition(":")
+    registry, _slash, rest = image.partition("/")
+    repository, _colon, tag = rest.rpartition(":")
     if not registry or not repository or not tag:
         raise ValueError("image %r: expected registry/repository:tag" % image)
     return registry, repository, tag
@@ -112,16 +112,15 @@ def cold_targets(runs, copy):
 
     ours = [(r["n"], _get(r, "ours", "upstream_bytes")) for r in runs]
     measured = [(n, b) for n, b in ours if b is not None]
+    within = len(measured) == len(ours) and all(b <= BYTES_LIMIT * one for _n, b in measured) if one else None
     add("our upstream bytes at most %gx one copy at every N" % BYTES_LIMIT,
-        None if not (one and measured) else (len(measured) == len(ours)
-                                            and all(b <= BYTES_LIMIT * one for _n, b in measured)),
+        None if not (one and measured) else within,
         "; ".join("N=%s %s bytes = %sx" % (n, b, ratio(b, one)) for n, b in ours))
 
     base = [(r["n"], _get(r, "baseline", "upstream_bytes")) for r in runs]
     known = [(n, b) for n, b in base if b is not None]
-    add("the baseline's upstream bytes grow with N",
-        None if len(known) < 2 else (len(known) == len(base) and all(b2 > b1 for (_n1, b1), (_n2, b2)
-                                                                     in zip(known, known[1:]))),
+    grows = len(known) == len(base) and all(later > earlier for (_a, earlier), (_b, later) in zip(known, known[1:]))
+    add("the baseline's upstream bytes grow with N", None if len(known) < 2 else grows,
         "; ".join("N=%s %s bytes = %sx one copy" % (n, b, ratio(b, one)) for n, b in base))
 
     big = by_n.get(16) or (runs[-1] if runs else None)
