@@ -30,7 +30,7 @@ help:
 	@echo "make compat  unit tests and the module-loading sanity tests against community.docker 5.x"
 	@echo "make build   ansible-galaxy collection build, checked for generated artefacts"
 	@echo "make integration  the simulated AMD fleet: stand-in image, molecule scenarios (root)"
-	@echo "make perf    rollout time and controller CPU at 1, 4, 16 hosts vs a shell-task baseline (root, ~1 h)"
+	@echo "make perf    rollout time and controller CPU at 1, 4, 16 hosts vs a shell-task baseline, and the cold start through a slow upstream (root, ~2 h 15 min)"
 	@echo "make clean   remove the venv, build links and generated test output"
 
 deps:

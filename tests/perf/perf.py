@@ -12,6 +12,20 @@ For each N in PERF_HOSTS (default 1,4,16) on one bed of max(N) hosts (the N-host
             installed mitogen cannot run them)
   baseline  tests/perf/baseline_shell.yml (the recipe as shell tasks) with Ansible's defaults
 
+and the cold start through the shaped upstream link (issue 17; docs/performance.md, "Cold start"),
+with the link shaped to PERF_UPSTREAM_RATE while these run and unshaped for the others:
+
+  cold-ours      site.yml stages preflight,container,model,packages,server from no image, no
+                 model and no container on the hosts: the image and the model cross the link
+                 once and spread host to host
+  cold-floor     the local floor: every host docker-loads the image from an archive already on
+                 the machine and copies the model from a local directory, all N at once
+  cold-baseline  baseline_shell.yml with perf_baseline_download: every host pulls the image and
+                 downloads the model for itself through the link
+
+Each cold run records the bytes that crossed the upstream link (its veth's counters) against
+one copy of the artifacts (the bytes the registry serves for one pull + the model's bytes).
+
 Wall time is the ansible-playbook process's; controller CPU is its rusage including every
 child it waited for (os.wait4): workers, modules' ssh clients. SSH ControlPersist masters are
 closed before every run, so every run pays its own connection setup.
@@ -22,7 +36,9 @@ perf/results.md; logs under perf/out/. Run as root from the repository root:
     PERF_HOSTS=1,4 PERF_LOAD_SECONDS=10 .venv/bin/python tests/perf/perf.py
 
 Environment: PERF_HOSTS, PERF_LOAD_SECONDS (L, default 10), PERF_BASELINE_SLEEP (the
-baseline's fixed sleep, default L + 5), PERF_SKIP (comma list of floor,ours,mitogen,baseline),
+baseline's fixed sleep, default L + 5), PERF_SKIP (comma list of floor, ours, mitogen, baseline,
+cold-ours, cold-floor, cold-baseline; `cold` stands for the last three), PERF_UPSTREAM_RATE (the
+cold runs' link, tc units, default 64mbit), PERF_HUB_SIZE (the bed's model, default 512MiB),
 PERF_KEEP_BED=1 (leave the bed up), PERF_BED_HOSTS (a bigger bed than max(N), to reuse one
 that is up), SIMFLEET_INSTANCE (which bed; default the default bed).
 """
@@ -40,6 +56,9 @@ import tempfile
 import time
 
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cold  # noqa: E402  (tests/perf/cold.py: the cold start's figures and targets)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PERF_DIR = os.path.join(ROOT, "tests", "perf")
@@ -59,7 +78,8 @@ STARTED_RE = re.compile(r"\[standin\] started_at_ms=(\d+)")
 # After each reset the disks must be idle (no sectors written or discarded) for SETTLE_IDLE_S
 # before a timed run starts, polled every SETTLE_POLL_S, for at most SETTLE_MAX_S.
 SETTLE_IDLE_S, SETTLE_POLL_S, SETTLE_MAX_S = 5.0, 1.0, 120.0
-ESTIMATE = {"floor": (15, 15), "ours": (60, 25), "mitogen": (60, 25), "baseline": (75, 28), "reset": (5, 4)}
+ESTIMATE = {"floor": (15, 15), "ours": (60, 25), "mitogen": (60, 25), "baseline": (75, 28), "reset": (5, 4),
+            "cold-ours": (90, 20), "cold-floor": (40, 15), "cold-baseline": (30, 80)}
 
 
 def log(msg):
@@ -123,6 +143,22 @@ class Bed:
             if self.docker(host, "image", "inspect", self.image, check=False).returncode == 0:
                 raise RuntimeError("%s: image %s still present after rmi" % (host, self.image))
         self.each(hosts, one)
+
+    def reset_cold(self, hosts):
+        """reset, and no staged model, no image archive: what a cold start through the link finds.
+        The hosts' directories are the bed's own (one filesystem), so they are removed from here."""
+        self.reset(hosts)
+        for host in hosts:
+            for path in (self.model_dir(host), self.hosts[host]["sglang_container_staging_dir"]):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def model_dir(self, host):
+        """sglang_model_dir's default on this host (the model role's, under sglang_cache_dir)."""
+        return os.path.join(self.hosts[host]["sglang_cache_dir"], "models")
+
+    def link(self, rate=None):
+        """The upstream link's report (`simfleet upstream`); rate first sets its shaping."""
+        return json.loads(simfleet("upstream", *(["--rate", rate] if rate else [])).stdout)
 
     def settle(self):
         """After a reset: flush, then wait until the disks have been idle for SETTLE_IDLE_S.
@@ -254,8 +290,12 @@ class Perf:
         self.sizes = [int(x) for x in os.environ.get("PERF_HOSTS", "1,4,16").split(",") if x.strip()]
         self.load = float(os.environ.get("PERF_LOAD_SECONDS", "10"))
         self.baseline_sleep = float(os.environ.get("PERF_BASELINE_SLEEP", str(self.load + 5)))
-        self.skip = {x.strip() for x in os.environ.get("PERF_SKIP", "").split(",") if x.strip()}
-        self.results = {"machine": {}, "runs": [], "targets": []}
+        self.skip = cold.skipped_phases(x.strip() for x in os.environ.get("PERF_SKIP", "").split(",") if x.strip())
+        self.rate = os.environ.get("PERF_UPSTREAM_RATE", cold.DEFAULT_RATE)
+        self.hub_size = os.environ.get("PERF_HUB_SIZE", cold.DEFAULT_HUB_SIZE)
+        self.cold_phases = [phase for phase in cold.PHASES if phase not in self.skip]
+        self.floor_dir = None
+        self.results = {"machine": {}, "runs": [], "targets": [], "cold_copy": {}}
         self.engine_started = False
         self.bed_up = False
         self.bed = None
@@ -285,6 +325,7 @@ class Perf:
                 "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "load_seconds": self.load, "baseline_sleep_seconds": self.baseline_sleep,
                 "bed_instance": os.environ.get("SIMFLEET_INSTANCE", "0"), "hosts": self.sizes,
+                "upstream_rate": self.rate if self.cold_phases else None, "hub_size": self.hub_size,
                 "image_size_mb": None}
 
     def setup(self):
@@ -303,10 +344,20 @@ class Perf:
             % (hosts, image, os.environ.get("SIMFLEET_INSTANCE", "0")))
         start = time.monotonic()
         self.bed_up = True
-        simfleet("up", "--hosts", str(hosts), "--profile", "mi300x-8gpu", "--image", image, capture=False)
+        simfleet("up", "--hosts", str(hosts), "--profile", "mi300x-8gpu", "--image", image,
+                 "--hub-size", self.hub_size, capture=False)
         log("bed up in %.0fs" % (time.monotonic() - start))
         self.bed = Bed(simfleet("inventory", "--path").stdout.strip())
         self.results["machine"]["bed_up_s"] = round(time.monotonic() - start, 1)
+        if self.cold_phases:
+            image_bytes = cold.registry_pull_bytes(self.bed.image)
+            model_bytes = int(self.bed.group_vars["simfleet_hub_bytes"])
+            copy = image_bytes + model_bytes
+            self.results["cold_copy"] = {
+                "rate": self.rate, "image_bytes": image_bytes, "model_bytes": model_bytes, "bytes": copy,
+                "seconds_at_rate": round(copy * 8 / cold.rate_bits(self.rate), 1)}
+            log("one copy of the artifacts: %.1f MB (image %.1f MB as served, model %.1f MB), %.0f s at %s"
+                % (copy / 1e6, image_bytes / 1e6, model_bytes / 1e6, copy * 8 / cold.rate_bits(self.rate), self.rate))
 
     def teardown(self):
         if self.bed_up and os.environ.get("PERF_KEEP_BED") != "1":
@@ -319,18 +370,21 @@ class Perf:
         if self.engine_started:
             run([os.path.join(ROOT, "tests", "scripts", "engine.sh"), "stop"], check=False)
         shutil.rmtree(self.results_dir, ignore_errors=True)
+        if self.floor_dir:
+            shutil.rmtree(self.floor_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ the runs
-    def ours_argv(self, hosts):
+    def ours_argv(self, hosts, extra=None):
         return [os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.bed.inventory,
                 "-i", os.path.join(PERF_DIR, "inventory.yml"), os.path.join(ROOT, "playbooks", "site.yml"),
-                "--limit", ",".join(hosts), "-e", json.dumps({"sglang_stages": STAGES}),
+                "--limit", ",".join(hosts), "-e", json.dumps(extra or {"sglang_stages": STAGES}),
                 "-e", "perf_load_seconds=%s" % self.load, "-e", "sglang_results_dir=%s" % self.results_dir]
 
-    def baseline_argv(self, hosts):
+    def baseline_argv(self, hosts, download=False):
         return [os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.bed.inventory,
                 os.path.join(PERF_DIR, "baseline_shell.yml"), "--limit", ",".join(hosts),
-                "-e", "perf_load_seconds=%s" % self.load, "-e", "perf_baseline_sleep=%s" % self.baseline_sleep]
+                "-e", "perf_load_seconds=%s" % self.load, "-e", "perf_baseline_sleep=%s" % self.baseline_sleep,
+                "-e", json.dumps({"perf_baseline_download": download})]
 
     def ours_env(self):
         # the repository's ansible.cfg (fleet-scale settings), plus the counting callback
@@ -382,10 +436,96 @@ class Perf:
                     starts[host] = round(ready - started, 3)
         return latencies, starts
 
+    def cold_run(self, n, hosts, label, argv, env):
+        """One cold run through the shaped link: its wall time, the bytes that crossed the link, its
+        slowest tasks. Raises when a host failed."""
+        self.bed.reset_cold(hosts)
+        self.bed.settle()
+        self.bed.close_ssh_masters(hosts)
+        before = self.bed.link()["tx_bytes"]
+        load = os.getloadavg()[0]
+        run_ = playbook(label, argv, env, os.path.join(LOGS, "n%d-%s.log" % (n, label)))
+        sent = self.bed.link()["tx_bytes"] - before
+        bad = failed_hosts(run_["stats"], hosts)
+        if run_["rc"] != 0 or bad:
+            raise RuntimeError("%s failed (exit %d, hosts %s); see perf/out/n%d-%s.log"
+                               % (label, run_["rc"], ",".join(bad) or "-", n, label))
+        copy = self.results["cold_copy"]["bytes"]
+        log("  %-16s %.1f MB crossed the upstream link = %.2f copies" % (label, sent / 1e6, sent / copy))
+        return {"s": round(run_["wall"], 2), "upstream_bytes": sent, "copies": round(sent / copy, 3),
+                "cpu_per_host_s": round(run_["cpu"] / n, 3), "load_average_at_start": round(load, 2),
+                "slowest_tasks": slowest(run_["tasks"], 8)}
+
+    def floor_sources(self):
+        """The local floor's files, made once and not timed: the image as a `docker save` archive
+        (from gpu01, pulled there first if needed) and the model's files, in a directory of the
+        machine's disk that every simulated host can read."""
+        if self.floor_dir:
+            return self.floor_dir
+        directory = tempfile.mkdtemp(prefix="perf-cold-floor-", dir="/var/tmp")
+        host = self.bed.names[0]
+        if self.bed.docker(host, "image", "inspect", self.bed.image, check=False).returncode != 0:
+            self.bed.docker(host, "pull", "-q", self.bed.image, timeout=1800)
+        self.bed.docker(host, "save", "-o", os.path.join(directory, "image.tar"), self.bed.image, timeout=1800)
+        hub_repo = run([PY, "-c", "from simfleet import config; print(config.Paths.from_env().hub_repo)"]).stdout.strip()
+        shutil.copytree(hub_repo, os.path.join(directory, "model"), ignore=shutil.ignore_patterns(".simfleet-hub.json"))
+        self.floor_dir = directory
+        return directory
+
+    def cold_floor(self, hosts):
+        """Every host at once: docker load from the archive, then copy the model into its model
+        directory. Returns the wall time and each step's slowest host."""
+        sources = self.floor_sources()
+        repo = self.bed.group_vars["simfleet_hub_repo"]
+        self.bed.reset_cold(hosts)
+        self.bed.settle()
+
+        def one(host):
+            start = time.monotonic()
+            self.bed.docker(host, "load", "-q", "-i", os.path.join(sources, "image.tar"), timeout=1800)
+            loaded = time.monotonic()
+            target = os.path.join(self.bed.model_dir(host), repo)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            run(["cp", "-a", os.path.join(sources, "model"), target], timeout=1800)
+            return loaded - start, time.monotonic() - loaded
+
+        start = time.monotonic()
+        steps = self.bed.each(hosts, one)
+        wall = time.monotonic() - start
+        log("  %-16s %6.1fs wall (slowest host: load %.1fs, model copy %.1fs)"
+            % ("cold-floor", wall, max(s[0] for s in steps), max(s[1] for s in steps)))
+        return {"s": round(wall, 2), "load_max_s": round(max(s[0] for s in steps), 2),
+                "copy_max_s": round(max(s[1] for s in steps), 2), "load_average_at_start": round(os.getloadavg()[0], 2)}
+
+    def measure_cold(self, n, hosts, entry):
+        """The cold start at N through the link shaped to PERF_UPSTREAM_RATE (unshaped afterwards)."""
+        figures = entry["cold"] = {}
+        self.bed.link(self.rate)
+        try:
+            for phase in self.cold_phases:
+                try:
+                    if phase == "cold-ours":
+                        extra = {"sglang_stages": cold.COLD_STAGES, "sglang_model_source": "hub",
+                                 "sglang_model_hub_endpoint": "{{ simfleet_hub_endpoint }}"}
+                        figures["ours"] = self.cold_run(n, hosts, phase, self.ours_argv(hosts, extra), self.ours_env())
+                    elif phase == "cold-floor":
+                        figures["floor"] = self.cold_floor(hosts)
+                    else:
+                        figures["baseline"] = self.cold_run(n, hosts, phase, self.baseline_argv(hosts, download=True),
+                                                            self.baseline_env())
+                except Exception as exc:  # pylint: disable=broad-except
+                    entry["errors"][phase] = str(exc)
+                    log("  %s FAILED: %s" % (phase, exc))
+                self.save()
+        finally:
+            self.bed.link("off")
+
     def measure(self, n):
         hosts = self.bed.names[:n]
         entry = {"n": n, "ours": None, "mitogen": None, "baseline": None, "floor_s": None, "errors": {}}
         self.results["runs"].append(entry)
+        if self.cold_phases:
+            self.measure_cold(n, hosts, entry)
 
         if "floor" not in self.skip:
             try:
@@ -534,6 +674,8 @@ class Perf:
             lines.append("| %s |" % " | ".join(fmt(x) for x in (
                 r["n"], r.get("pull_alone_s"), o.get("pull_s"), o.get("cold_without_pull_s"), g.get("pull_s"),
                 g.get("cold_without_pull_s"), b.get("pull_s"), b.get("cold_without_pull_s"))))
+        if self.cold_phases:
+            lines += [""] + cold.markdown(self.results["runs"], self.results["cold_copy"])
         lines += ["", "| target | status | measured |", "|---|---|---|"]
         lines += ["| %s | %s | %s |" % (t["target"], t["status"], t["detail"]) for t in self.results.get("targets", [])]
         errors = [(r["n"], k, v) for r in self.results["runs"] for k, v in (r.get("errors") or {}).items()]
@@ -548,6 +690,8 @@ class Perf:
     def save(self):
         os.makedirs(OUT, exist_ok=True)
         self.results["targets"] = self.targets()
+        if self.cold_phases:
+            self.results["targets"] += cold.cold_targets(self.results["runs"], self.results["cold_copy"])
         tmp = os.path.join(OUT, ".results.json.tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(self.results, handle, indent=2)
