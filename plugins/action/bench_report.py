@@ -34,6 +34,8 @@ ARGUMENT_SPEC = dict(
     validation=dict(type="dict", default={}),
     image_digests=dict(type="dict", default={}),
     startup=dict(type="dict", default={}),
+    images=dict(type="dict", default={}),
+    models=dict(type="dict", default={}),
     baseline=dict(type="path"),
     tolerances=dict(type="dict", default={}),
     token_tolerance=dict(type="float", default=0.01),
@@ -74,7 +76,7 @@ def run_report(p, check_mode):
     host_status.update((host, entry) for host, entry in p["host_status"].items() if entry)
     report = build_report(
         p["hosts"], p["records"], host_status=host_status, image_digests=p["image_digests"],
-        startup=p["startup"], baseline=baseline, baseline_path=p["baseline"], tolerances=p["tolerances"],
+        startup=p["startup"], images=p["images"], models=p["models"], baseline=baseline, baseline_path=p["baseline"], tolerances=p["tolerances"],
         token_tolerance=p["token_tolerance"], outlier_tolerance=p["outlier_tolerance"],
         outlier_min_hosts=p["outlier_min_hosts"], run={k: p[k] for k in RUN_KEYS})
     new_baseline = baseline_from_report(report) if p["store_as_baseline"] else None

@@ -244,9 +244,10 @@ def find_image(images, resolved):
     return None
 
 
-def image_facts(image, resolved, source, obtained=None):
-    """Host facts recorded for the image: reference, ID and the registry digest when known, and
-    ``obtained`` (a _startup phase) when this run pulled or loaded it."""
+def image_facts(image, resolved, source, obtained=None, transfer=None):
+    """Host facts recorded for the image: reference, ID, size and the registry digest when known,
+    ``obtained`` (a _startup phase) when this run pulled or loaded it, and ``transfer`` (the
+    fan-out's record of this host) when it was spread host to host."""
     digest = resolved.get("digest")
     repo_digests = list((image or {}).get("RepoDigests") or [])
     if not digest:
@@ -257,7 +258,8 @@ def image_facts(image, resolved, source, obtained=None):
                 break
     return {"reference": resolved["reference"], "source": source,
             "id": (image or {}).get("Id"), "digest": digest if image else resolved.get("digest"),
-            "repo_digests": repo_digests, "obtained": obtained}
+            "repo_digests": repo_digests, "size": (image or {}).get("Size"), "obtained": obtained,
+            "transfer": transfer if isinstance(transfer, dict) else None}
 
 
 def find_container(containers, name):
@@ -708,7 +710,8 @@ def prepare(module, now=None):
         # asked again after the pull or load (image_requested_at): how long the image took
         obtained = phase(p["image_requested_at"], now) if p["image_requested_at"] else None
         result["ansible_facts"] = {
-            "sglang_container_image_facts": image_facts(image, resolved, p["image_source"], obtained)}
+            "sglang_container_image_facts": image_facts(image, resolved, p["image_source"], obtained,
+                                                        p.get("image_transfer"))}
 
     secrets = dict(p["secrets"] or {})
     if p["hf_token"]:

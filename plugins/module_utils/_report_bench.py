@@ -4,9 +4,10 @@
 """Fleet report logic behind the bench_report module (stdlib only, no AnsibleModule).
 
 Takes the per-tier records sglang_bench returned on every host, the hosts that failed an
-earlier stage, each host's image digest and its startup phases; computes fleet statistics,
-baseline comparisons (gated on output throughput and median TPOT, P99s report-only, workload
-comparability by token totals), outlier hosts and a verdict; renders JSON, CSV, Markdown and HTML.
+earlier stage, each host's image digest, its startup phases and how its image and model arrived;
+computes fleet statistics, baseline comparisons (gated on output throughput and median TPOT, P99s
+report-only, workload comparability by token totals), outlier hosts, the bytes each artifact moved
+over the upstream link, and a verdict; renders JSON, CSV, Markdown and HTML.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ from ansible_collections.sglang_rocm.fleet.plugins.module_utils import _render a
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._files import json_safe, json_text
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import is_number as _is_number
 from ansible_collections.sglang_rocm.fleet.plugins.module_utils._render import number_text as _fmt
-from ansible_collections.sglang_rocm.fleet.plugins.module_utils._startup import PHASES, seconds_of
+from ansible_collections.sglang_rocm.fleet.plugins.module_utils._startup import (
+    PHASES,
+    image_arrival,
+    model_arrival,
+    seconds_of,
+)
 
 # The report's schema_version changes only when a field is removed, renamed or changes meaning;
-# a new field (such as "startup" per host and for the fleet) is added under the same version,
+# a new field (such as "startup" or "cold_start" per host and for the fleet) is added under the same version,
 # and readers ignore fields they do not know. The CSV adds columns at the end only.
 SCHEMA_VERSION = 1
 BASELINE_SCHEMA_VERSION = 1
@@ -258,6 +264,58 @@ def startup_stats(entries):
     return stats
 
 
+# The artifacts of a cold start, and how each host's record of it is read (_startup).
+ARTIFACTS = ("image", "model")
+ARRIVAL_OF = {"image": image_arrival, "model": model_arrival}
+
+
+def cold_start_host(image=None, model=None):
+    """How the image (sglang_container_image_facts) and the model (sglang_model_result) reached
+    one host in this run; None when neither stage ran there."""
+    record = {"image": json_safe(image_arrival(image)), "model": json_safe(model_arrival(model))}
+    return record if any(record.values()) else None
+
+
+def _majority(values):
+    values = [v for v in values if v not in (None, "")]
+    return collections.Counter(values).most_common(1)[0][0] if values else None
+
+
+def cold_start_fleet(entries, images=None, models=None):
+    """Per artifact: one copy's bytes (``copy_bytes``: the image's size, the model revision's
+    bytes), the bytes that crossed the upstream link (``upstream_bytes``: what the hosts pulled
+    or downloaded), that as a multiple of one copy (``copies``), and the hosts by how it arrived.
+    None for an artifact that no host has a record of."""
+    images, models = images or {}, models or {}
+    identity = {
+        "image": ("id", _majority([(images.get(e["host"]) or {}).get("id") for e in entries]),
+                  _majority([_number((images.get(e["host"]) or {}).get("size")) for e in entries])),
+        "model": ("revision", _majority([(models.get(e["host"]) or {}).get("revision") for e in entries]),
+                  _majority([_number((models.get(e["host"]) or {}).get("bytes_total")) for e in entries])),
+    }
+    fleet = {}
+    for artifact in ARTIFACTS:
+        arrived = [(e["host"], (e.get("cold_start") or {}).get(artifact)) for e in entries]
+        arrived = [(host, a) for host, a in arrived if a]
+        if not arrived:
+            fleet[artifact] = None
+            continue
+        key, value, copy = identity[artifact]
+        upstream = sum(a["upstream_bytes"] or 0 for _host, a in arrived)
+        hosts = {}
+        for host, arrival in arrived:
+            hosts.setdefault(arrival["how"], []).append(host)
+        fleet[artifact] = {
+            key: value, "copy_bytes": copy, "upstream_bytes": upstream,
+            "copies": round(float(upstream) / copy, 3) if copy else None,
+            "from_upstream": [host for host, a in arrived if a["upstream_bytes"]], "hosts": hosts}
+    return fleet
+
+
+def _number(value):
+    return value if _is_number(value) else None
+
+
 def _startup_record(value):
     """A host's sglang_server_startup record as the report keeps it, or None."""
     if not isinstance(value, dict) or not isinstance(value.get("phases"), dict):
@@ -267,13 +325,16 @@ def _startup_record(value):
 
 def build_report(hosts, records, host_status=None, image_digests=None, baseline=None,
                  baseline_path=None, tolerances=None, token_tolerance=0.01,
-                 outlier_tolerance=0.15, outlier_min_hosts=3, run=None, startup=None):
+                 outlier_tolerance=0.15, outlier_min_hosts=3, run=None, startup=None, images=None,
+                 models=None):
     """The whole fleet report as one JSON-able dict (schema_version 1). ``startup`` maps a host
-    to its startup record (the fact sglang_server_startup, _startup.host_record)."""
+    to its startup record (the fact sglang_server_startup, _startup.host_record); ``images`` and
+    ``models`` map a host to its sglang_container_image_facts and sglang_model_result."""
     tolerances = check_tolerances(tolerances)
     host_status = host_status or {}
     image_digests = image_digests or {}
     startup = startup or {}
+    images, models = images or {}, models or {}
     names = list(hosts or [])
     for extra in list(records or {}) + list(host_status):
         if extra not in names:
@@ -285,7 +346,8 @@ def build_report(hosts, records, host_status=None, image_digests=None, baseline=
         stage = host_status.get(name) or {}
         entry = {"host": name, "status": "ok", "stage": None, "stage_status": None, "error": None,
                  "image_digest": image_digests.get(name) or None, "digest_mismatch": False,
-                 "sglang_version": None, "tiers": {}, "startup": _startup_record(startup.get(name))}
+                 "sglang_version": None, "tiers": {}, "startup": _startup_record(startup.get(name)),
+                 "cold_start": cold_start_host(images.get(name), models.get(name))}
         for rec in recs:
             if rec["tier"] not in tiers:
                 tiers.append(rec["tier"])
@@ -472,6 +534,7 @@ def build_report(hosts, records, host_status=None, image_digests=None, baseline=
         "notes": notes,
         "startup": {"phases": list(PHASES), "fleet": startup_stats(entries),
                     "hosts": len([e for e in entries if e["startup"]])},
+        "cold_start": cold_start_fleet(entries, images, models),
     }
 
 
@@ -662,6 +725,72 @@ def startup_rows(report):
     return rows
 
 
+# Cold start: how the image and the model reached each host, then what crossed the upstream link.
+MIB = R.Format(text=lambda v: "%.1f" % (v / 1048576.0) if _is_number(v) else "-")
+COLD_START_COLUMNS = (
+    R.Column("host", fmt=R.TEXT, css="host"),
+    R.Column("image", "image", R.TEXT),
+    R.Column("image_bytes", "image MiB", MIB, numeric=True),
+    R.Column("image_seconds", "image s", numeric=True),
+    R.Column("model", "model", R.TEXT),
+    R.Column("model_bytes", "model MiB", MIB, numeric=True),
+    R.Column("model_seconds", "model s", numeric=True),
+)
+COLD_START_NOTE = ("How the image and the model reached each host in this run: held (already there), "
+                   "pulled from the registry or staged from the model hub (over the upstream link), "
+                   "loaded from an archive or staged from a local copy, or received from the hosts "
+                   "named. MiB is what reached the host (a pull counts the image's size on the host; "
+                   "the registry sends it compressed, so that is an upper bound); s is how long it "
+                   "took there (a received model: the transfer and the verification).")
+
+
+def arrival_text(arrival):
+    """'received from gpu01, gpu02', 'staged from hub', 'pulled', 'held'; '-' for no record."""
+    if not arrival:
+        return "-"
+    how = arrival["how"]
+    if arrival.get("sources"):
+        return "%s from %s" % (how, ", ".join(arrival["sources"]))
+    if how in ("staged", "loaded") and arrival.get("origin"):
+        return "%s from %s" % (how, arrival["origin"])
+    return how
+
+
+def upstream_text(summary):
+    """'48.0 MiB = 1.00 x one copy (48.0 MiB)' for an artifact's fleet summary."""
+    if not summary:
+        return "-"
+    text = "%s MiB" % MIB.text(summary["upstream_bytes"])
+    if summary.get("copies") is not None:
+        text += " = %.2f \u00d7 one copy (%s MiB)" % (summary["copies"], MIB.text(summary["copy_bytes"]))
+    return text
+
+
+def cold_start_rows(report):
+    rows = []
+    for entry in report["hosts"]:
+        record = entry.get("cold_start")
+        if not record:
+            continue
+        row = {"host": entry["host"]}
+        for artifact in ARTIFACTS:
+            arrival = record.get(artifact) or {}
+            row.update({artifact: arrival_text(record.get(artifact)), artifact + "_bytes": arrival.get("bytes"),
+                        artifact + "_seconds": arrival.get("seconds")})
+        rows.append(row)
+    fleet = report.get("cold_start") or {}
+    if rows:
+        upstream = {"_label": "upstream link"}
+        for artifact in ARTIFACTS:
+            summary = fleet.get(artifact) or {}
+            upstream[artifact + "_bytes"] = summary.get("upstream_bytes")
+            if summary:
+                upstream[artifact] = ("%.2f \u00d7 one copy" % summary["copies"]) if summary.get("copies") is not None \
+                    else "-"
+        rows.append(upstream)
+    return rows
+
+
 # One row per host and tier (one per host without tiers), every value as measured.
 CSV_METRICS = ("completed", "failed", "output_throughput", "median_tpot_ms", "mean_ttft_ms",
                "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms", "median_itl_ms",
@@ -675,7 +804,8 @@ CSV_COLUMNS = tuple(R.Column(key) for key in (
     "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms", "median_itl_ms", "p99_itl_ms",
     "request_throughput", "total_throughput", "duration_s", "total_input_tokens",
     "total_output_tokens", "baseline", "outlier", "error", "startup_server", "startup_image",
-) + tuple("startup_%s_s" % name for name in PHASES))
+) + tuple("startup_%s_s" % name for name in PHASES) + tuple(
+    "%s_%s" % (artifact, key) for artifact in ARTIFACTS for key in ("arrival", "sources", "bytes", "seconds")))
 
 
 def csv_rows(report):
@@ -688,6 +818,11 @@ def csv_rows(report):
                 "sglang_version": entry["sglang_version"], "startup_server": record.get("server"),
                 "startup_image": record.get("image")}
         base.update(("startup_%s_s" % name, seconds_of(record, name)) for name in PHASES)
+        for artifact in ARTIFACTS:
+            arrival = (entry.get("cold_start") or {}).get(artifact) or {}
+            base.update({artifact + "_arrival": arrival.get("how"),
+                         artifact + "_sources": " ".join(arrival.get("sources") or []) or None,
+                         artifact + "_bytes": arrival.get("bytes"), artifact + "_seconds": arrival.get("seconds")})
         if not entry["tiers"]:
             rows.append(dict(base, status=entry["stage_status"] or entry["status"],
                              error=entry["error"]))
@@ -805,6 +940,14 @@ def document(report):
     if startup:
         blocks.append(R.panel("Startup", [R.paragraph(STARTUP_NOTE, role="lead"),
                                           R.table(STARTUP_COLUMNS, startup)]))
+    cold = cold_start_rows(report)
+    if cold:
+        fleet = report.get("cold_start") or {}
+        blocks.append(R.panel("Cold start", [
+            R.paragraph(COLD_START_NOTE, role="lead"),
+            R.items(["%s over the upstream link: %s" % (artifact, upstream_text(fleet.get(artifact)))
+                     for artifact in ARTIFACTS if fleet.get(artifact)]),
+            R.table(COLD_START_COLUMNS, cold)]))
     blocks.append(R.panel("Hosts", [R.table(HOST_COLUMNS, host_rows(report))]))
     version = run.get("collection_version")
     base_text = ""

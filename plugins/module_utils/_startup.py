@@ -26,6 +26,11 @@ SERVER_PHASES = ("process_started", "port_open", "ready")
 SERVER_STATES = {"started": "started", "restarted": "restarted", "none": "unchanged"}
 # how the container stage got the image, by its sglang_container_image_source
 OBTAINED_BY = {"registry": "pulled", "archive": "loaded"}
+# How an artifact (the image, the model) reached a host in this run: it was already there (held),
+# it came over the upstream link (pulled from the registry, staged from the hub), from a file the
+# host was given (loaded from an archive, staged from a local copy), from peers (received), or not
+# at all (failed).
+ARRIVALS = ("held", "pulled", "loaded", "staged", "received", "failed")
 
 
 def is_number(value):
@@ -78,6 +83,59 @@ def _given_phase(value):
     return {"seconds": round(seconds, 3), "at": value.get("at") or None}
 
 
+def _arrival(how, sources=(), size=None, upstream=0, seconds=None, origin=None):
+    return {"how": how, "origin": origin, "sources": [str(s) for s in sources or []],
+            "bytes": size, "upstream_bytes": upstream, "seconds": seconds}
+
+
+def image_arrival(facts):
+    """How the image reached the host in this run, from the container role's
+    sglang_container_image_facts (``transfer``: the fan-out's record of this host, when the image
+    was spread; ``obtained``: set when this run pulled or loaded it; ``size``: the daemon's size
+    of the image). ``bytes`` is what reached the host (a pull counts the image's size: the
+    registry sends its layers compressed, so that is an upper bound); ``upstream_bytes`` what of
+    it came over the upstream link. None when the container stage did not run."""
+    facts = facts if isinstance(facts, dict) else {}
+    transfer = facts.get("transfer") if isinstance(facts.get("transfer"), dict) else {}
+    if not facts.get("id") and not transfer:
+        return None
+    obtained = _given_phase(facts.get("obtained"))
+    seconds = obtained["seconds"] if obtained else None
+    size = _number(facts.get("size"))
+    if transfer.get("status") in ("received", "failed"):
+        return _arrival(transfer["status"], transfer.get("sources"), _number(transfer.get("bytes")), 0, seconds,
+                        "peers")
+    if obtained is None:
+        return _arrival("held", size=0)
+    if facts.get("source") == "archive":
+        return _arrival("loaded", (), size, 0, seconds, "archive")
+    return _arrival("pulled", (), size, size, seconds, "registry")
+
+
+def model_arrival(result):
+    """How the model reached the host in this run, from the model role's sglang_model_result.
+    A host that received it from its peers took the fan-out's seconds plus its own verification;
+    the seed (or a host that staged for itself) took its stage's seconds, and ``upstream_bytes``
+    are the bytes it downloaded from the hub (a resumed file counts only its missing part). None
+    when the model stage did not run (sglang_model_source: none)."""
+    result = result if isinstance(result, dict) else {}
+    if not result.get("role"):
+        return None
+    fanout = result.get("fanout") if isinstance(result.get("fanout"), dict) else {}
+    seconds = _number(result.get("seconds"))
+    if result["role"] == "fanout" and fanout.get("status") in ("received", "failed"):
+        spent = [v for v in (_number(fanout.get("seconds")), seconds) if v is not None]
+        return _arrival(fanout["status"], fanout.get("sources"), _number(fanout.get("bytes")), 0,
+                        round(sum(spent), 3) if spent else None, "peers")
+    downloaded = _number(result.get("bytes_downloaded")) or 0
+    placed = _number(result.get("bytes_placed")) or 0
+    if result["role"] in ("seed", "staged") and (downloaded or placed):
+        if result.get("source") == "local":
+            return _arrival("staged", (), placed, 0, seconds, "local")
+        return _arrival("staged", (), downloaded, downloaded, seconds, "hub")
+    return _arrival("held", size=0)
+
+
 def _launched(result):
     phases = (result or {}).get("phases") if isinstance(result, dict) else None
     return phases if isinstance(phases, dict) and phases.get("launched_at") else None
@@ -98,8 +156,10 @@ def host_record(server=None, image=None, weights=None, restart=None):
     ``server``: the sglang_server result of the server role; ``restart``: the result of the
     `restart sglang server` handler, when it ran (a restart there leaves the role's own call
     unchanged); ``image``: the container role's sglang_container_image_facts (``obtained``, the
-    phase, is set when this run pulled or loaded the image); ``weights``: the model stage's result (``seconds``, optional ``at``).
-    Every phase missing from them is None.
+    phase, is set when this run pulled or loaded the image; ``transfer``, when it came from
+    peers); ``weights``: the model role's sglang_model_result (model_arrival; a result without a
+    role, such as a registered stage result, gives its ``seconds``).
+    Every phase missing from them is None, and so is the phase of an artifact the host already held.
     """
     server = server if isinstance(server, dict) else {}
     launched = _launched(server)
@@ -109,10 +169,15 @@ def host_record(server=None, image=None, weights=None, restart=None):
     phases = launched or server.get("phases") or {}
     image = image if isinstance(image, dict) else {}
     weights = weights if isinstance(weights, dict) else {}
-    weights_seconds = _number(weights.get("seconds"))
+    if weights.get("role"):
+        weights_seconds = (model_arrival(weights) or {}).get("seconds")
+    else:
+        weights_seconds = _number(weights.get("seconds"))
     obtained = _given_phase(image.get("obtained"))
     how = None
-    if obtained is not None:
+    if obtained is not None and (image.get("transfer") or {}).get("status") == "received":
+        how = "received"
+    elif obtained is not None:
         how = OBTAINED_BY.get(image.get("source"), image.get("source"))
     elif image.get("id"):
         how = "present"

@@ -87,6 +87,24 @@ options:
         Markdown and HTML). A phase that is not known stays empty, never 0.
     type: dict
     default: {}
+  images:
+    description:
+      - Host name to that host's C(sglang_container_image_facts) (the container role's image
+        facts; C(obtained) when this run pulled or loaded the image, C(transfer) when it came
+        from peers, C(size)).
+      - With O(models), the reports' cold start (C(cold_start) per host and for the fleet in the
+        JSON, C(image_*) and C(model_*) columns at the end of the CSV, a Cold start table in
+        Markdown and HTML) say per host how each artifact arrived (held, pulled or staged from
+        upstream, loaded, received from which peers), its bytes and seconds, and per artifact the
+        bytes that crossed the upstream link and that as a multiple of one copy.
+    type: dict
+    default: {}
+  models:
+    description:
+      - Host name to that host's C(sglang_model_result) (the model role's record of the model
+        stage; absent where the stage did not run).
+    type: dict
+    default: {}
   baseline:
     description:
       - Baseline JSON file to compare with (the collection ships the recipe's MI300X TP 4 figures

@@ -165,6 +165,13 @@ options:
         or load). With it, the image facts record how long the image took to be on the host
         (C(sglang_container_image_facts.obtained)).
     type: float
+  image_transfer:
+    description:
+      - This host's record of the image's fan-out (the common role's C(sglang_fanout_result)) when
+        the image was spread host to host in this run; kept in the image facts
+        (C(sglang_container_image_facts.transfer)), which say whether the host pulled the image or
+        received it from its peers.
+    type: dict
   results_dir:
     description: Host results directory mounted at the same path; empty for none.
     type: str
@@ -328,9 +335,10 @@ ansible_facts:
   contains:
     sglang_container_image_facts:
       description:
-        - C(reference), C(source), C(id), C(digest), C(repo_digests), and C(obtained), how long the
-          image took to be on the host (V({seconds, at}), from O(image_requested_at)) or V(null)
-          when this run did not pull or load it.
+        - C(reference), C(source), C(id), C(digest), C(repo_digests), C(size) (bytes, as the
+          daemon counts the image), C(obtained), how long the image took to be on the host
+          (V({seconds, at}), from O(image_requested_at)) or V(null) when this run did not pull or
+          load it, and C(transfer), O(image_transfer) or V(null).
       type: dict
 """
 
@@ -368,6 +376,7 @@ def main():
             cache_env=dict(type="dict", default={}),
             gpu_archs=dict(type="list", elements="str", default=[]),
             image_requested_at=dict(type="float"),
+            image_transfer=dict(type="dict"),
             results_dir=dict(type="str", default=""),
             model_dir=dict(type="str", default=""),
             model_repo=dict(type="str", default=""),

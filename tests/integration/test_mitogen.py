@@ -2,6 +2,7 @@
 
 site.yml's serving stages (preflight, container, packages, server) converge one healthy host
 under Mitogen from no container, then re-run with changed=0; the host is left as it was found.
+The recipe's model path (sglang_model_source: none): the model stage is molecule/benchmark's.
 Runs in the integration gate (tests/scripts/integration.sh sets SIMFLEET_INVENTORY); skipped
 without a bed or without mitogen in the venv.
 """
@@ -52,7 +53,7 @@ def converge(bed, tmp_path, name):
                ANSIBLE_CALLBACKS_ENABLED="perf_stats", PERF_STATS_FILE=str(tmp_path / (name + ".json")))
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", bed["inventory"], "-i", str(REPO / "tests" / "perf" / "inventory.yml"),
-         str(REPO / "playbooks" / "site.yml"), "--limit", bed["host"], "-e", json.dumps({"sglang_stages": STAGES}),
+         str(REPO / "playbooks" / "site.yml"), "--limit", bed["host"], "-e", json.dumps({"sglang_stages": STAGES, "sglang_model_source": "none"}),
          "-e", "perf_load_seconds=2", "-e", "sglang_results_dir=%s" % (tmp_path / "results")],
         cwd=REPO, env=env, capture_output=True, text=True, check=False)
     (tmp_path / (name + ".log")).write_text(proc.stdout + proc.stderr, encoding="utf-8")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: a 3-host simulated AMD fleet, site.yml end to end, and the fleet report.
+# `make demo`: a 3-host simulated AMD fleet, site.yml end to end, and the fleet report. The model
+# comes from the bed's own model hub (its inventory's sglang_model_*): staged once, spread host to host.
 # The bed is torn down afterwards unless DEMO_KEEP=1; the report stays in sglang-results/.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,6 +40,21 @@ print("\n== demo: fleet report %s" % sys.argv[1].replace(".json", ".html"))
 print("== demo: verdict %s" % verdict["summary"])
 for violation in report["violations"]:
     print("   - " + violation["message"])
+# The cold start: what crossed the upstream link per artifact, and each host's startup phases.
+MIB = 1024.0 * 1024.0
+cold = report.get("cold_start") or {}
+for artifact in ("image", "model"):
+    summary = cold.get(artifact)
+    if summary:
+        copies = "" if summary["copies"] is None else " = %.2f x one copy" % summary["copies"]
+        print("== demo: %s over the upstream link: %.1f MiB%s (%s)" % (
+            artifact, summary["upstream_bytes"] / MIB, copies,
+            "; ".join("%s: %s" % (how, " ".join(hosts)) for how, hosts in summary["hosts"].items())))
+print("== demo: startup phases (s): " + ", ".join(report["startup"]["phases"]))
+for host in report["hosts"]:
+    phases = (host.get("startup") or {}).get("phases") or {}
+    print("   %s: %s" % (host["host"], " ".join(
+        "-" if not phases.get(name) else "%.1f" % phases[name]["seconds"] for name in report["startup"]["phases"])))
 # make test runs the demo as a gate: the slow host, and only it, must be flagged in every tier.
 expected = os.environ.get("DEMO_EXPECT_OUTLIER")
 if expected:
@@ -49,6 +65,12 @@ if expected:
         sys.exit("demo: expected %s flagged as the outlier in every tier %s and no failures; got outliers %s, failures %s"
                  % (expected, sorted(tiers), sorted(flagged), report["failures"]))
     print("== demo: check passed: %s is the only outlier, in every tier" % expected)
+    # the model crossed the upstream link at most once (a fresh bed: exactly once, to one host)
+    model = cold.get("model") or {}
+    if not model or len(model["from_upstream"]) > 1 or (model["copies"] or 0) > 1.0:
+        sys.exit("demo: expected the model staged from the hub once, by one host; got %s" % model)
+    print("== demo: check passed: the model crossed the upstream link %.2f times (%s)"
+          % (model["copies"], ", ".join(model["from_upstream"]) or "no host needed it"))
 PY
 if [ "$playbook_rc" != 0 ]; then echo "demo: site.yml failed on some hosts (exit $playbook_rc); the report names them" >&2; fi
 exit "$playbook_rc"

@@ -11,6 +11,9 @@ export PYTHONPATH="$top/tests${PYTHONPATH:+:$PYTHONPATH}"
 export ANSIBLE_COLLECTIONS_PATH="$top/.build"
 hosts=${SIMFLEET_HOSTS:-4}
 profiles=${SIMFLEET_PROFILES:-mi300x-8gpu,numa-balancing-on,mi250-gfx90a,no-amdgpu}
+# The hub's model: four shards of 12 MiB, so that molecule/benchmark's cut after 11 MiB leaves
+# one whole 10 MiB block of huggingface_hub's on disk to resume from.
+hub_size=${SIMFLEET_HUB_SIZE:-48MiB}
 
 engine_started=0
 bed_up=0
@@ -36,7 +39,7 @@ export STANDIN_IMAGE=$image
 echo "integration: stand-in image $image"
 
 bed_up=1
-python -m simfleet up --hosts "$hosts" --profiles "$profiles" --image "$image"
+python -m simfleet up --hosts "$hosts" --profiles "$profiles" --image "$image" --hub-size "$hub_size"
 SIMFLEET_INVENTORY=$(python -m simfleet inventory --path)
 export SIMFLEET_INVENTORY
 

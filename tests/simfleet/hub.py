@@ -23,7 +23,8 @@ file_download.get_hf_file_metadata / http_get, utils/_http.hf_raise_for_status):
     errors: 404 X-Error-Code RevisionNotFound | EntryNotFound (with X-Repo-Commit) |
             RepoNotFound; a required token: none sent -> 401 RepoNotFound (the hub's answer
             for a private repo), a wrong one -> 401 "Invalid credentials in Authorization header"
-    GET  /_hub/stats    counters: requests (method, path, status, range, bytes), body bytes
+    GET  /_hub/stats    counters: requests (method, path, status, range, bytes, client address),
+                        body bytes
     POST /_hub/knobs    {"drop_after": N, "drops": K}: the next K content GETs send N bytes of
                         the body, then the connection is cut (a resume test); {"token": "..."}
     POST /_hub/reset    zero the counters
@@ -318,7 +319,8 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, head: bool) -> None:
         url = urlsplit(self.path)
         path = url.path
-        entry = {"method": self.command, "path": path, "range": self.headers.get("Range"), "bytes": 0}
+        entry = {"method": self.command, "path": path, "range": self.headers.get("Range"), "bytes": 0,
+                 "client": self.client_address[0]}
         try:
             if path == "/_hub/stats":
                 self._json(200, self.state.stats())

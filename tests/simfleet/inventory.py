@@ -65,9 +65,6 @@ def build(paths: Paths, hosts: list, *, auth: dict | None = None, upstream: dict
     group_vars = {
         # A group var, so that a play or an overlay inventory can point the fleet elsewhere.
         "sglang_image": config.IMAGE,
-        # The bed has no model hub yet (issue 17): the recipe's behaviour, no model stage, until
-        # the bed's fake hub is its upstream (sglang_model_hub_endpoint) and a scenario folds it in.
-        "sglang_model_source": "none",
         "simfleet_registry": config.REGISTRY,
         "simfleet_image_repository": f"{config.REGISTRY}/{config.IMAGE_REPOSITORY}",
     }
@@ -84,7 +81,21 @@ def build(paths: Paths, hosts: list, *, auth: dict | None = None, upstream: dict
         group_vars["simfleet_hub_bytes"] = upstream["bytes"]
         if upstream.get("token_file"):
             group_vars["simfleet_hub_token_file"] = upstream["token_file"]
+        # The model stage's upstream is that hub: sglang_model_source keeps the role's default
+        # (hub), the revision is pinned to the hub's commit (a host that holds it asks the hub
+        # nothing). A scenario that does not test the model stage sets sglang_model_source: none.
+        group_vars.update(model_vars(upstream))
     return {"all": {"children": {"gpu_hosts": {"hosts": host_vars, "vars": group_vars}}}}
+
+
+def model_vars(upstream: dict) -> dict:
+    """The model role's variables for the bed's hub (its repo, its commit, its token if any)."""
+    found = {"sglang_model_hub_endpoint": config.HUB_ENDPOINT, "sglang_model_path": upstream["hub"]["repo"],
+             "sglang_model_revision": upstream["commit"]}
+    if upstream.get("token_file"):
+        # read on the controller when a task needs it; the token is never written here
+        found["sglang_model_hub_token"] = "{{ lookup('ansible.builtin.file', simfleet_hub_token_file) }}"
+    return found
 
 
 def render(inventory: dict) -> str:

@@ -240,6 +240,8 @@ def test_knobs_and_counters_over_http(served):
         get(f"{served.url}/{REPO_ID}/resolve/main/config.json")
     stats = json.loads(get(f"{served.url}/_hub/stats")[2])
     assert stats["dropped"] == 1 and stats["knobs"]["drops"] == 1 and stats["body_bytes"] == 5
+    # each request names who asked (a test tells the hosts' requests apart by it)
+    assert [r["client"] for r in stats["requests"] if r["path"].endswith("/config.json")] == ["127.0.0.1"]
     with urllib.request.urlopen(urllib.request.Request(f"{served.url}/_hub/reset", data=b"", method="POST"), timeout=5):
         pass
     assert json.loads(get(f"{served.url}/_hub/stats")[2])["requests"] == []

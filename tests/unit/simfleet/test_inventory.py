@@ -34,8 +34,9 @@ def test_every_host_side_path_is_per_host():
     # the registry lives in the upstream namespace, .2, not on the bridge's .1
     assert host_vars()["vars"]["sglang_image"] == "10.213.77.2:5000/lmsysorg/sglang:v0.5.7-rocm700-mi30x"
     assert "sglang_image" not in gpu01
-    # a group var, so a scenario that stages the model can override it
-    assert host_vars()["vars"]["sglang_model_source"] == "none" and "sglang_model_source" not in gpu01
+    # the model stage keeps its default source (the bed's hub); a scenario that does not test it
+    # sets sglang_model_source: none itself
+    assert "sglang_model_source" not in host_vars()["vars"] and "sglang_model_source" not in gpu01
     assert gpu01["ansible_python_interpreter"] == "/usr/bin/python3"
     assert "StrictHostKeyChecking=no" in gpu01["ansible_ssh_common_args"]
     assert "ControlPath=/run/" in gpu01["ansible_ssh_common_args"]
@@ -102,6 +103,19 @@ def test_the_hub_is_in_the_inventory_beside_the_registry():
     assert group["simfleet_hub_token_file"] == record["token_file"]
     assert "simfleet_hub_token_file" not in host_vars(upstream=dict(record, token_file=None))["vars"]
     assert "simfleet_hub_endpoint" not in host_vars()["vars"]
+
+
+def test_the_model_stage_points_at_the_beds_hub_at_its_commit():
+    record = {"hub": {"repo": "org/m", "size": 1024, "shards": 2, "seed": 0}, "commit": "a" * 40, "bytes": 2345,
+              "token_file": None, "rate": None}
+    group = host_vars(upstream=record)["vars"]
+    assert group["sglang_model_hub_endpoint"] == group["simfleet_hub_endpoint"] == "http://10.213.77.2:8080"
+    assert (group["sglang_model_path"], group["sglang_model_revision"]) == ("org/m", "a" * 40)
+    assert "sglang_model_hub_token" not in group
+    # with a token the hub requires: read from its file on the controller, never the token itself
+    group = host_vars(upstream=dict(record, token_file="/var/lib/simfleet/upstream/hub-token"))["vars"]
+    assert group["sglang_model_hub_token"] == "{{ lookup('ansible.builtin.file', simfleet_hub_token_file) }}"
+    assert not {"sglang_model_path", "sglang_model_revision", "sglang_model_hub_endpoint"} & set(host_vars()["vars"])
 
 
 def test_the_upstream_namespace_is_the_beds_and_is_swept_by_down():

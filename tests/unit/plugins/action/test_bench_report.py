@@ -74,6 +74,26 @@ def test_each_hosts_startup_record_reaches_the_reports(tmp_path, run_module):
     assert "| gpu-01 | started | present | - | - | 0.05 | 2.10 | 3.20 |" in (tmp_path / "r1" / "fleet_report.md").read_text()
 
 
+def test_how_the_image_and_the_model_came_reaches_the_reports(tmp_path, run_module):
+    """The role passes every host's sglang_container_image_facts and sglang_model_result ({} when
+    the stage did not run there): the report says how each arrived and what crossed upstream."""
+    image = {"reference": "r/sglang:v1", "source": "registry", "id": "sha256:" + "ab" * 32, "size": 1000,
+             "obtained": {"seconds": 4.0, "at": None}, "transfer": None}
+    received = dict(image, transfer={"status": "received", "sources": ["gpu-01"], "bytes": 1100, "seconds": 1.0})
+    seed = {"role": "seed", "source": "hub", "revision": "a" * 40, "bytes_total": 500, "bytes_downloaded": 500,
+            "bytes_placed": 500, "seconds": 2.0, "fanout": {"status": "held", "sources": [], "bytes": 0}}
+    other = dict(seed, role="fanout", bytes_downloaded=0, bytes_placed=0, seconds=0.5,
+                 fanout={"status": "received", "sources": ["gpu-01"], "bytes": 500, "seconds": 1.5})
+    result = run_module(base_args(tmp_path, images={"gpu-01": image, "gpu-02": received, "gpu-03": {}},
+                                  models={"gpu-01": seed, "gpu-02": other, "gpu-03": {}}))
+    assert result["_rc"] == 0
+    data = json.loads((tmp_path / "r1" / "fleet_report.json").read_text())
+    assert [(h["cold_start"] or {}).get("model", {}).get("how") for h in data["hosts"]] == ["staged", "received", None]
+    assert data["cold_start"]["model"]["upstream_bytes"] == 500 and data["cold_start"]["model"]["copies"] == 1.0
+    assert data["cold_start"]["image"]["hosts"] == {"pulled": ["gpu-01"], "received": ["gpu-02"]}
+    assert "| gpu-02 | received from gpu-01 |" in (tmp_path / "r1" / "fleet_report.md").read_text()
+
+
 def test_fail_on_regression_lists_every_violation(tmp_path, run_module):
     recs = {h: records() for h in HOSTS}
     recs["gpu-02"] = records(tpot_factor=2.0)

@@ -261,7 +261,8 @@ def test_find_image_by_tag_or_digest_and_facts():
     assert C.find_image(images, C.resolve_image("lmsysorg/sglang:v2")) is None
     facts = C.image_facts(images[1], by_tag, "registry")
     assert facts == {"reference": by_tag["reference"], "source": "registry", "id": "sha256:2",
-                     "digest": digest, "repo_digests": images[1]["RepoDigests"], "obtained": None}
+                     "digest": digest, "repo_digests": images[1]["RepoDigests"], "size": None,
+                     "obtained": None, "transfer": None}
     assert C.image_facts(images[0], C.resolve_image("other:1"), "archive")["digest"] is None
 
 

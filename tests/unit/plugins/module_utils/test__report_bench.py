@@ -456,8 +456,10 @@ def test_startup_in_the_json_file(tmp_path):
 def test_startup_columns_end_every_csv_row():
     text = _report.render(startup_report())["csv"]
     header = next(csv.reader(io.StringIO(text)))
-    assert header[-7:] == ["startup_server", "startup_image", "startup_image_ready_s", "startup_weights_ready_s",
-                           "startup_process_started_s", "startup_port_open_s", "startup_ready_s"]
+    first = header.index("startup_server")
+    assert header[first:first + 7] == ["startup_server", "startup_image", "startup_image_ready_s",
+                                       "startup_weights_ready_s", "startup_process_started_s", "startup_port_open_s",
+                                       "startup_ready_s"]
     assert header.index("error") < header.index("startup_server")  # the earlier columns did not move
     rows = list(csv.DictReader(io.StringIO(text)))
     gpu2 = [r for r in rows if r["host"] == "gpu-02"]
@@ -483,6 +485,120 @@ def test_startup_table_in_markdown_and_html():
     assert "Startup" in html and "port open s" in html and "running since 2026-01-05T09:00:00.000+00:00" in html
     for fragment in ("231.50", "86.45", "90.50"):
         assert fragment in html
+
+
+# ---------------------------------------------------------------------------- cold start
+
+MODEL_BYTES = 48 << 20
+SHARD = 12 << 20
+IMAGE_BYTES = 640 << 20
+IMAGE_ID = "sha256:" + "5d" * 32
+COMMIT = "c0ffee" + "0" * 34
+
+
+def image_facts(obtained=7.5, transfer=None, size=IMAGE_BYTES):
+    return {"reference": "r/sglang:v1", "source": "registry", "id": IMAGE_ID, "size": size,
+            "obtained": {"seconds": obtained, "at": None} if obtained is not None else None, "transfer": transfer}
+
+
+def model_result(role="fanout", downloaded=0, placed=0, seconds=0.5, fanout=None):
+    return {"repo": "org/model", "source": "hub", "revision": COMMIT, "seed": "gpu-01", "role": role,
+            "bytes_total": MODEL_BYTES, "bytes_downloaded": downloaded, "bytes_placed": placed, "seconds": seconds,
+            "fanout": fanout}
+
+
+def received(*sources, size=MODEL_BYTES, seconds=3.0):
+    return {"name": "x", "status": "received", "sources": list(sources), "bytes": size, "seconds": seconds,
+            "error": None}
+
+
+def cold_report(images=None, models=None):
+    hosts = fleet()
+    images = images if images is not None else {
+        "gpu-01": image_facts(20.0, {"status": "held", "sources": []}),
+        "gpu-02": image_facts(9.0, received("gpu-01", size=IMAGE_BYTES + 4096)),
+        "gpu-03": image_facts(9.5, received("gpu-01", size=IMAGE_BYTES + 4096))}
+    models = models if models is not None else {
+        "gpu-01": model_result("seed", MODEL_BYTES, MODEL_BYTES, 6.25, {"status": "held", "sources": []}),
+        "gpu-02": model_result(fanout=received("gpu-01")),
+        "gpu-03": model_result(fanout=received("gpu-01"), seconds="0.75")}
+    return _report.build_report(list(hosts), hosts, images=images, models=models)
+
+
+def test_each_host_says_how_the_image_and_the_model_came_and_the_fleet_counts_the_upstream_bytes():
+    report = cold_report()
+    by_host = {e["host"]: e["cold_start"] for e in report["hosts"]}
+    assert by_host["gpu-01"] == {
+        "image": {"how": "pulled", "origin": "registry", "sources": [], "bytes": IMAGE_BYTES,
+                  "upstream_bytes": IMAGE_BYTES, "seconds": 20.0},
+        "model": {"how": "staged", "origin": "hub", "sources": [], "bytes": MODEL_BYTES,
+                  "upstream_bytes": MODEL_BYTES, "seconds": 6.25}}
+    assert by_host["gpu-03"]["image"]["how"] == "received" and by_host["gpu-03"]["image"]["sources"] == ["gpu-01"]
+    assert by_host["gpu-03"]["model"] == {"how": "received", "origin": "peers", "sources": ["gpu-01"],
+                                          "bytes": MODEL_BYTES, "upstream_bytes": 0, "seconds": 3.75}
+    assert report["cold_start"] == {
+        "image": {"id": IMAGE_ID, "copy_bytes": IMAGE_BYTES, "upstream_bytes": IMAGE_BYTES, "copies": 1.0,
+                  "from_upstream": ["gpu-01"], "hosts": {"pulled": ["gpu-01"], "received": ["gpu-02", "gpu-03"]}},
+        "model": {"revision": COMMIT, "copy_bytes": MODEL_BYTES, "upstream_bytes": MODEL_BYTES, "copies": 1.0,
+                  "from_upstream": ["gpu-01"], "hosts": {"staged": ["gpu-01"], "received": ["gpu-02", "gpu-03"]}}}
+    # additive: the same schema version and verdict as a report without these records
+    assert report["schema_version"] == 1 and report["verdict"] == _report.build_report(list(fleet()), fleet())["verdict"]
+
+
+def test_every_host_fetching_for_itself_is_n_copies_and_a_rerun_is_none():
+    own = {h: image_facts(30.0) for h in fleet()}
+    models = {h: model_result("staged", MODEL_BYTES, MODEL_BYTES, 6.0) for h in fleet()}
+    report = cold_report(own, models)
+    assert (report["cold_start"]["image"]["copies"], report["cold_start"]["model"]["copies"]) == (3.0, 3.0)
+    assert report["cold_start"]["model"]["from_upstream"] == ["gpu-01", "gpu-02", "gpu-03"]
+    # a re-run: everything held, nothing crossed
+    held = cold_report({h: image_facts(None) for h in fleet()},
+                       {h: model_result("seed" if h == "gpu-01" else "fanout", seconds=0.1,
+                                        fanout={"status": "held", "sources": [], "bytes": 0}) for h in fleet()})
+    assert held["cold_start"]["model"] == {"revision": COMMIT, "copy_bytes": MODEL_BYTES, "upstream_bytes": 0,
+                                           "copies": 0.0, "from_upstream": [],
+                                           "hosts": {"held": ["gpu-01", "gpu-02", "gpu-03"]}}
+    # a resumed shard and one shard repaired from a peer: only what moved counts
+    repaired = cold_report(models={"gpu-01": model_result("seed", SHARD - (10 << 20), SHARD, 2.0),
+                                   "gpu-02": model_result(fanout=received("gpu-01", size=2 * SHARD)),
+                                   "gpu-03": model_result(fanout=received("gpu-01", size=SHARD))})
+    assert repaired["cold_start"]["model"]["upstream_bytes"] == 2 << 20
+    assert repaired["cold_start"]["model"]["copies"] == round(2.0 / 48, 3)
+
+
+def test_without_the_stages_there_is_no_cold_start_record():
+    report = _report.build_report(list(fleet()), fleet())
+    assert report["cold_start"] == {"image": None, "model": None}
+    assert {e["cold_start"] for e in report["hosts"]} == {None}
+    # the model stage skipped (sglang_model_source: none): the image alone
+    only_image = cold_report(models={})
+    assert only_image["cold_start"]["model"] is None and only_image["cold_start"]["image"]["copies"] == 1.0
+    texts = _report.render(only_image)
+    assert "image over the upstream link" in texts["markdown"] and "model over the upstream link" not in texts["markdown"]
+    assert "Cold start" not in _report.render(report)["markdown"]
+
+
+def test_cold_start_in_every_file(tmp_path):
+    report = cold_report()
+    texts = _report.render(report)
+    md = texts["markdown"]
+    assert "## Cold start" in md
+    assert "| host | image | image MiB | image s | model | model MiB | model s |" in md
+    assert "| gpu-01 | pulled | 640.0 | 20.00 | staged from hub | 48.0 | 6.25 |" in md
+    assert "| gpu-02 | received from gpu-01 | 640.0 | 9.00 | received from gpu-01 | 48.0 | 3.50 |" in md
+    assert "| _upstream link_ | 1.00 \u00d7 one copy | 640.0 |  | 1.00 \u00d7 one copy | 48.0 |  |" in md
+    assert "- model over the upstream link: 48.0 MiB = 1.00 \u00d7 one copy (48.0 MiB)" in md
+    html = texts["html"]
+    assert "Cold start" in html and "received from gpu-01" in html and "1.00 \u00d7 one copy" in html
+    header = next(csv.reader(io.StringIO(texts["csv"])))
+    assert header[-8:] == ["image_arrival", "image_sources", "image_bytes", "image_seconds",
+                           "model_arrival", "model_sources", "model_bytes", "model_seconds"]
+    assert header.index("startup_ready_s") < header.index("image_arrival")  # added at the end
+    row = [r for r in csv.DictReader(io.StringIO(texts["csv"])) if r["host"] == "gpu-02"][0]
+    assert (row["model_arrival"], row["model_sources"], row["model_bytes"]) == ("received", "gpu-01", str(MODEL_BYTES))
+    _report.write_report(report, str(tmp_path))
+    data = json.loads((tmp_path / "fleet_report.json").read_text())
+    assert data["cold_start"]["model"]["copies"] == 1.0 and data["hosts"][1]["cold_start"]["model"]["sources"] == ["gpu-01"]
 
 
 def test_no_startup_records_no_startup_table():

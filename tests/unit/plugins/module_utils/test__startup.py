@@ -63,6 +63,64 @@ def test_how_the_image_came(image, how):
     assert _startup.host_record(STARTED, image=image)["image"] == how
 
 
+# ------------------------------------------------------------ how each artifact reached the host
+
+RECEIVED = {"name": "image", "status": "received", "sources": ["gpu01"], "bytes": 7340032, "seconds": 1.5,
+            "error": None}
+SEED = {"role": "seed", "source": "hub", "bytes_total": 50331648, "bytes_downloaded": 50331648,
+        "bytes_placed": 50331648, "seconds": 6.5, "fanout": {"status": "held", "sources": [], "bytes": 0}}
+FANOUT = {"role": "fanout", "source": "hub", "bytes_total": 50331648, "bytes_downloaded": 0, "seconds": "0.25",
+          "fanout": {"status": "received", "sources": ["gpu01", "gpu02"], "bytes": 12582912, "seconds": 2.0}}
+
+
+def test_the_image_pulled_loaded_received_or_held():
+    pulled = _startup.image_arrival(dict(PULLED, size=640 << 20))
+    assert pulled == {"how": "pulled", "origin": "registry", "sources": [], "bytes": 640 << 20,
+                      "upstream_bytes": 640 << 20, "seconds": 231.5}
+    loaded = _startup.image_arrival(dict(PULLED, source="archive", size=100))
+    assert (loaded["how"], loaded["bytes"], loaded["upstream_bytes"]) == ("loaded", 100, 0)
+    # the fan-out's record says it came from a peer, whatever the image's source setting
+    received = _startup.image_arrival(dict(PULLED, size=100, transfer=RECEIVED))
+    assert received == {"how": "received", "origin": "peers", "sources": ["gpu01"], "bytes": 7340032,
+                        "upstream_bytes": 0, "seconds": 231.5}
+    # the seed of a fan-out holds the archive it saved: it pulled the image
+    seed = _startup.image_arrival(dict(PULLED, size=100, transfer=dict(RECEIVED, status="held", sources=[])))
+    assert (seed["how"], seed["upstream_bytes"]) == ("pulled", 100)
+    held = _startup.image_arrival(dict(PRESENT, size=100))
+    assert (held["how"], held["bytes"], held["upstream_bytes"], held["seconds"]) == ("held", 0, 0, None)
+    assert _startup.image_arrival({}) is None and _startup.image_arrival(None) is None
+
+
+def test_the_model_staged_received_or_held():
+    seed = _startup.model_arrival(SEED)
+    assert seed == {"how": "staged", "origin": "hub", "sources": [], "bytes": 50331648,
+                    "upstream_bytes": 50331648, "seconds": 6.5}
+    # a receiver spent the fan-out's time and its own verification (a number set_fact made text)
+    assert _startup.model_arrival(FANOUT) == {"how": "received", "origin": "peers", "sources": ["gpu01", "gpu02"],
+                                              "bytes": 12582912, "upstream_bytes": 0, "seconds": 2.25}
+    # a resumed file: only what came over the link counts
+    resumed = _startup.model_arrival(dict(SEED, bytes_downloaded=2097152, bytes_placed=12582912))
+    assert (resumed["bytes"], resumed["upstream_bytes"]) == (2097152, 2097152)
+    local = _startup.model_arrival(dict(SEED, source="local", bytes_downloaded=0, bytes_placed=300))
+    assert (local["how"], local["origin"], local["bytes"], local["upstream_bytes"]) == ("staged", "local", 300, 0)
+    held = _startup.model_arrival(dict(SEED, bytes_downloaded=0, bytes_placed=0))
+    assert (held["how"], held["seconds"]) == ("held", None)
+    assert _startup.model_arrival(dict(FANOUT, fanout=dict(FANOUT["fanout"], status="held")))["how"] == "held"
+    failed = _startup.model_arrival(dict(FANOUT, fanout=dict(FANOUT["fanout"], status="failed", sources=[])))
+    assert failed["how"] == "failed"
+    assert {a["how"] for a in (seed, held, failed, resumed)} <= set(_startup.ARRIVALS)
+    assert _startup.model_arrival({"seconds": 3}) is None and _startup.model_arrival(None) is None
+
+
+def test_the_record_says_received_and_times_the_weights_the_host_did_not_hold():
+    record = _startup.host_record(STARTED, image=dict(PULLED, transfer=RECEIVED), weights=FANOUT)
+    assert record["image"] == "received"
+    assert record["phases"]["weights_ready"] == {"seconds": 2.25, "at": None}
+    assert _startup.host_record(STARTED, weights=SEED)["phases"]["weights_ready"]["seconds"] == 6.5
+    held = dict(SEED, bytes_downloaded=0, bytes_placed=0)
+    assert _startup.host_record(STARTED, weights=held)["phases"]["weights_ready"] is None
+
+
 @pytest.mark.parametrize("weights", [None, {}, {"seconds": None}, {"seconds": "n/a"}, {"skipped": True},
                                      {"seconds": float("inf")}, "40"])
 def test_weights_without_a_number_are_unknown_never_zero(weights):

@@ -165,6 +165,16 @@ def test_a_rerun_after_the_pull_records_how_long_the_image_took(host):
         "seconds": 60.0, "at": "2026-01-01T00:01:00.000+00:00"}
 
 
+def test_the_image_facts_keep_its_size_and_how_it_came_from_the_peers(host):
+    images = [{"Id": IMAGE_ID, "RepoTags": [IMAGE], "RepoDigests": [], "Size": 671088640}]
+    transfer = {"name": "image", "status": "received", "sources": ["gpu01"], "bytes": 671100000,
+                "seconds": 9.5, "error": None}
+    facts = run(args(host, images=images, image_requested_at=1767225600.0,
+                     image_transfer=transfer))["ansible_facts"]["sglang_container_image_facts"]
+    assert facts["size"] == 671088640 and facts["transfer"] == transfer
+    assert run(args(host, images=images))["ansible_facts"]["sglang_container_image_facts"]["transfer"] is None
+
+
 def test_a_gpu_arch_that_is_not_a_target_is_refused_before_anything_changes(host):
     images = [{"Id": IMAGE_ID, "RepoTags": [IMAGE], "RepoDigests": []}]
     result = run(args(host, images=images, gpu_archs=["gfx942/../.."]))
